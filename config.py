@@ -1,0 +1,366 @@
+"""Load and validate config.toml.
+
+Defaults live in one place only: the shipped ``config.toml`` beside this file. A user file
+given with ``--config`` is laid over it key by key. The schema below holds what the
+defaults cannot say: the type, the allowed range or choices, and the cross-key rules.
+Every problem is collected so that one run names all of them, and nothing here touches a
+bus: ``load`` either returns a valid ``Config`` or raises ``ConfigError``.
+"""
+import math
+import os
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+try:
+    import tomllib  # Python 3.11+
+except ImportError:  # pragma: no cover - exercised on Python 3.8-3.10
+    import tomli as tomllib
+
+from protocol import profiles
+
+DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.toml")
+
+
+class Rule(NamedTuple):
+    """What one key accepts: a type and a closed range, or a set of choices."""
+
+    kind: type
+    low: Optional[float] = None
+    high: Optional[float] = None
+    choices: Optional[Tuple[Any, ...]] = None
+
+
+def number(low, high):
+    return Rule(float, low, high)
+
+
+def integer(low, high):
+    return Rule(int, low, high)
+
+
+def text(*choices):
+    return Rule(str, choices=choices or None)
+
+
+FLAG = Rule(bool)
+
+PROFILES = ("pylon", "deye", "solark", "luxpower", "victron", "sma_si")
+
+SCHEMA: Dict[str, Dict[str, Rule]] = {
+    "can": {
+        "interface": text(),
+        "channel": text(),
+        "bitrate": integer(10000, 1000000),
+        "udp_port": integer(1024, 65535),
+    },
+    "inverter": {
+        "profile": text(*PROFILES),
+        "manufacturer": text(),
+        "keepalive_timeout_s": number(0, 600),
+    },
+    "battery": {
+        "source": text("dbus", "simulated"),
+        "service": text(),
+        "chemistry": text("lfp"),
+        "capacity_ah": number(1, 10000),
+        "cell_count": integer(1, 32),
+        "modules": integer(1, 255),
+        "soh_pct": number(0, 100),
+        "cell_voltage_min_v": number(1.5, 4.5),
+        "cell_voltage_max_v": number(1.5, 4.5),
+    },
+    "charge": {
+        "absorption_voltage_v": number(8, 65),
+        "float_voltage_v": number(8, 65),
+        "tail_current_a": number(0, 1000),
+        "tail_time_s": number(0, 86400),
+        "absorption_max_s": number(0, 86400),
+        "rebulk_soc_pct": number(0, 100),
+        "rebulk_voltage_v": number(8, 65),
+        "rebulk_confirm_s": number(0, 3600),
+        "float_ramp_v_per_s": number(0.0001, 10),
+        "full_charge_interval_days": number(0, 365),
+        "force_charge_soc_pct": number(0, 100),
+        "force_charge_recover_soc_pct": number(0, 100),
+        "full_charge_voltage_v": number(8, 65),
+        "voltage_tolerance_v": number(0, 5),
+        "balanced_cell_spread_v": number(0.001, 1),
+        "soc_cap_pct": number(50, 100),
+    },
+    "limits": {
+        "max_charge_current_a": number(0, 5000),
+        "max_discharge_current_a": number(0, 5000),
+        "discharge_voltage_v": number(8, 65),
+        "charge_min_temperature_c": number(-40, 60),
+        "charge_max_temperature_c": number(0, 80),
+        "discharge_min_temperature_c": number(-40, 60),
+        "discharge_max_temperature_c": number(0, 80),
+        "recovery_hold_s": number(0, 3600),
+        "recovery_ramp_a_per_s": number(0.01, 5000),
+        "charge_taper_soc_pct": number(0, 100),
+        "discharge_taper_soc_pct": number(0, 100),
+        "taper_floor_pct": number(0, 100),
+        "charge_taper_cell_v": number(1.5, 4.5),
+        "discharge_taper_cell_v": number(1.5, 4.5),
+        "temperature_taper_c": number(0, 50),
+        "cell_voltage_warning_margin_v": number(0, 0.5),
+        "cell_voltage_hysteresis_v": number(0, 0.5),
+        "temperature_hysteresis_c": number(0, 20),
+        "current_warning_pct": number(100, 1000),
+        "current_protection_pct": number(100, 1000),
+    },
+    "stale": {
+        "hold_s": number(0, 3600),
+        "stale_s": number(0, 3600),
+        "safe_discharge_current_a": number(0, 5000),
+    },
+    "watchdog": {
+        "heartbeat_interval_s": number(0.01, 10),
+        "heartbeat_timeout_s": number(0.05, 60),
+        "startup_timeout_s": number(1, 600),
+        "restart_backoff_initial_s": number(0, 60),
+        "restart_backoff_max_s": number(0, 3600),
+        "restart_intensity": integer(1, 1000),
+        "restart_period_s": number(1, 86400),
+    },
+    "status": {
+        "file": text(),
+        "interval_s": number(0.1, 60),
+    },
+    "state": {
+        "charge_file": text(),
+    },
+    "logging": {
+        "level": text("DEBUG", "INFO", "WARNING", "ERROR"),
+    },
+    "simulation": {
+        "inverter": FLAG,
+        "start_soc_pct": number(0, 100),
+        "pv_peak_w": number(0, 100000),
+        "load_w": number(0, 100000),
+        "temperature_c": number(-40, 80),
+        "time_scale": number(1, 3600),
+        "start_hour": number(0, 24),
+    },
+}
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, one line each."""
+
+    def __init__(self, problems: List[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Section:
+    """Read-only attribute view of one validated section."""
+
+    def __init__(self, name: str, values: Dict[str, Any]):
+        self._name = name
+        self._values = dict(values)
+
+    def __getattr__(self, key):
+        try:
+            return self.__dict__["_values"][key]
+        except KeyError:
+            raise AttributeError("[%s] has no key %r" % (self._name, key)) from None
+
+    def as_dict(self) -> Dict[str, Any]:
+        return dict(self._values)
+
+
+class Config:
+    """A validated configuration: ``cfg.can.channel``, ``cfg.charge.float_voltage_v``."""
+
+    def __init__(self, values: Dict[str, Dict[str, Any]], sources: Tuple[str, ...]):
+        self.sources = sources
+        self._sections = {name: Section(name, keys) for name, keys in values.items()}
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["_sections"][name]
+        except KeyError:
+            raise AttributeError("no config section %r" % name) from None
+
+    def as_dict(self) -> Dict[str, Dict[str, Any]]:
+        return {name: section.as_dict() for name, section in self._sections.items()}
+
+    def replace(self, **sections: Dict[str, Any]) -> "Config":
+        """A copy with some keys changed, validated like a file: ``replace(can={"channel": "vcan0"})``."""
+        merged = self.as_dict()
+        for name, keys in sections.items():
+            merged.setdefault(name, {}).update(keys)
+        return from_dict(merged, self.sources + ("<override>",))
+
+
+def _describe(rule: Rule) -> str:
+    if rule.choices:
+        return "one of " + ", ".join(repr(c) for c in rule.choices)
+    kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[rule.kind]
+    if rule.low is not None:
+        bound = "%d" if rule.kind is int else "%g"
+        return ("%s from " + bound + " to " + bound) % (kind, rule.low, rule.high)
+    return kind
+
+
+def _check_value(key: str, value: Any, rule: Rule) -> Tuple[Any, Optional[str]]:
+    allowed = _describe(rule)
+    wrong = "%s = %r is not allowed: expected %s" % (key, value, allowed)
+    if rule.kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None, wrong
+        value = float(value)
+        if math.isnan(value):
+            return None, wrong
+    elif rule.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, wrong
+    elif not isinstance(value, rule.kind):
+        return None, wrong
+    if rule.low is not None and not rule.low <= value <= rule.high:
+        return None, wrong
+    if rule.choices and value not in rule.choices:
+        return None, wrong
+    return value, None
+
+
+def _cross_checks(v: Dict[str, Dict[str, Any]]) -> List[str]:
+    """Rules that involve two keys; each message names both and what must hold."""
+    problems = []
+
+    def need(condition: bool, message: str):
+        if not condition:
+            problems.append(message)
+
+    c, b, lim, st, wd = v["charge"], v["battery"], v["limits"], v["stale"], v["watchdog"]
+    inv = v["inverter"]
+    profile = profiles.get(inv["profile"])
+    try:
+        profile.check_manufacturer(inv["manufacturer"])
+    except ValueError as error:
+        problems.append("inverter.%s" % error)
+    need(inv["keepalive_timeout_s"] == 0 or inv["keepalive_timeout_s"] >= profile.min_keepalive_timeout_s,
+         "inverter.keepalive_timeout_s = %g is below %g for inverter.profile = %r: that inverter pauses its "
+         "keep-alives longer; use 0 (off) or at least %g"
+         % (inv["keepalive_timeout_s"], profile.min_keepalive_timeout_s, inv["profile"],
+            profile.min_keepalive_timeout_s))
+    need(c["float_voltage_v"] <= c["absorption_voltage_v"],
+         "charge.float_voltage_v = %g is above charge.absorption_voltage_v = %g: float must not exceed absorption"
+         % (c["float_voltage_v"], c["absorption_voltage_v"]))
+    need(c["rebulk_voltage_v"] < c["float_voltage_v"],
+         "charge.rebulk_voltage_v = %g is not below charge.float_voltage_v = %g: rebulk must be below float"
+         % (c["rebulk_voltage_v"], c["float_voltage_v"]))
+    need(c["force_charge_soc_pct"] < c["force_charge_recover_soc_pct"],
+         "charge.force_charge_soc_pct = %g is not below charge.force_charge_recover_soc_pct = %g: "
+         "the request starts below the recovery SoC" % (c["force_charge_soc_pct"], c["force_charge_recover_soc_pct"]))
+    need(b["cell_voltage_min_v"] < b["cell_voltage_max_v"],
+         "battery.cell_voltage_min_v = %g is not below battery.cell_voltage_max_v = %g: minimum must be below maximum"
+         % (b["cell_voltage_min_v"], b["cell_voltage_max_v"]))
+    need(c["absorption_voltage_v"] <= c["full_charge_voltage_v"],
+         "charge.absorption_voltage_v = %g is above charge.full_charge_voltage_v = %g: the periodic full charge "
+         "must not charge to less than a daily one" % (c["absorption_voltage_v"], c["full_charge_voltage_v"]))
+    pack_max = b["cell_voltage_max_v"] * b["cell_count"]
+    need(c["full_charge_voltage_v"] <= pack_max,
+         "charge.full_charge_voltage_v = %g is above battery.cell_count x battery.cell_voltage_max_v = %g: "
+         "charging must stay within the cells' limit" % (c["full_charge_voltage_v"], pack_max))
+    need(b["cell_voltage_min_v"] < lim["discharge_taper_cell_v"] < lim["charge_taper_cell_v"] < b["cell_voltage_max_v"],
+         "battery.cell_voltage_min_v = %g < limits.discharge_taper_cell_v = %g < limits.charge_taper_cell_v = %g "
+         "< battery.cell_voltage_max_v = %g does not hold: each taper starts inside the cell limits"
+         % (b["cell_voltage_min_v"], lim["discharge_taper_cell_v"], lim["charge_taper_cell_v"],
+            b["cell_voltage_max_v"]))
+    need(c["full_charge_voltage_v"] / b["cell_count"] <= lim["charge_taper_cell_v"],
+         "charge.full_charge_voltage_v / battery.cell_count = %g is above limits.charge_taper_cell_v = %g: "
+         "a balanced pack would be tapered before the end of its charge"
+         % (c["full_charge_voltage_v"] / b["cell_count"], lim["charge_taper_cell_v"]))
+    margin = lim["cell_voltage_warning_margin_v"]
+    need(b["cell_voltage_min_v"] + margin < b["cell_voltage_max_v"] - margin,
+         "limits.cell_voltage_warning_margin_v = %g leaves no normal range between battery.cell_voltage_min_v = %g "
+         "and battery.cell_voltage_max_v = %g" % (margin, b["cell_voltage_min_v"], b["cell_voltage_max_v"]))
+    need(lim["current_warning_pct"] <= lim["current_protection_pct"],
+         "limits.current_warning_pct = %g is above limits.current_protection_pct = %g: the warning comes first"
+         % (lim["current_warning_pct"], lim["current_protection_pct"]))
+    pack_min = b["cell_voltage_min_v"] * b["cell_count"]
+    need(lim["discharge_voltage_v"] >= pack_min,
+         "limits.discharge_voltage_v = %g is below battery.cell_count x battery.cell_voltage_min_v = %g: "
+         "the discharge limit must stay within the cells' limit" % (lim["discharge_voltage_v"], pack_min))
+    need(lim["discharge_voltage_v"] < c["rebulk_voltage_v"],
+         "limits.discharge_voltage_v = %g is not below charge.rebulk_voltage_v = %g"
+         % (lim["discharge_voltage_v"], c["rebulk_voltage_v"]))
+    for what in ("charge", "discharge"):
+        low, high = lim[what + "_min_temperature_c"], lim[what + "_max_temperature_c"]
+        need(low < high, "limits.%s_min_temperature_c = %g is not below limits.%s_max_temperature_c = %g: "
+             "minimum must be below maximum" % (what, low, what, high))
+    need(st["hold_s"] <= st["stale_s"],
+         "stale.hold_s = %g is above stale.stale_s = %g: the hold ends before data is stale" % (st["hold_s"], st["stale_s"]))
+    need(st["safe_discharge_current_a"] <= lim["max_discharge_current_a"],
+         "stale.safe_discharge_current_a = %g is above limits.max_discharge_current_a = %g"
+         % (st["safe_discharge_current_a"], lim["max_discharge_current_a"]))
+    need(wd["heartbeat_interval_s"] < wd["heartbeat_timeout_s"],
+         "watchdog.heartbeat_interval_s = %g is not below watchdog.heartbeat_timeout_s = %g"
+         % (wd["heartbeat_interval_s"], wd["heartbeat_timeout_s"]))
+    need(wd["restart_backoff_initial_s"] <= wd["restart_backoff_max_s"],
+         "watchdog.restart_backoff_initial_s = %g is above watchdog.restart_backoff_max_s = %g: minimum above maximum"
+         % (wd["restart_backoff_initial_s"], wd["restart_backoff_max_s"]))
+    return problems
+
+
+def _merge(defaults: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:
+    merged: Dict[str, Any] = {name: dict(keys) for name, keys in defaults.items()}
+    for name, keys in override.items():
+        if isinstance(keys, dict) and isinstance(merged.get(name), dict):
+            merged[name].update(keys)
+        else:
+            merged[name] = keys
+    return merged
+
+
+def from_dict(raw: Dict[str, Any], sources: Tuple[str, ...] = ("<dict>",)) -> Config:
+    """Validate a complete configuration given as nested dicts."""
+    problems: List[str] = []
+    values: Dict[str, Dict[str, Any]] = {}
+    for name, keys in raw.items():
+        if name not in SCHEMA:
+            problems.append("[%s] is not a known section: allowed are %s" % (name, ", ".join(SCHEMA)))
+            continue
+        if not isinstance(keys, dict):
+            problems.append("%s = %r is not allowed: expected a [%s] table" % (name, keys, name))
+            continue
+        values[name] = {}
+        for key, value in keys.items():
+            rule = SCHEMA[name].get(key)
+            if rule is None:
+                problems.append("%s.%s is not a known key: [%s] allows %s"
+                                % (name, key, name, ", ".join(sorted(SCHEMA[name]))))
+                continue
+            checked, problem = _check_value("%s.%s" % (name, key), value, rule)
+            if problem:
+                problems.append(problem)
+            else:
+                values[name][key] = checked
+    for name, rules in SCHEMA.items():
+        for key in rules:
+            if isinstance(raw.get(name, {}), dict) and key not in raw.get(name, {}):
+                problems.append("%s.%s is missing: expected %s" % (name, key, _describe(rules[key])))
+    if not problems:
+        problems = _cross_checks(values)
+    if problems:
+        raise ConfigError(problems)
+    return Config(values, sources)
+
+
+def _read_toml(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError(["%s: cannot be read: %s" % (path, error.strerror)]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(["%s: is not valid TOML: %s" % (path, error)]) from None
+
+
+def load(path: Optional[str] = None) -> Config:
+    """The shipped defaults, with the user's file at ``path`` laid over them."""
+    defaults = _read_toml(DEFAULT_PATH)
+    if path is None or os.path.abspath(path) == DEFAULT_PATH:
+        return from_dict(defaults, (DEFAULT_PATH,))
+    return from_dict(_merge(defaults, _read_toml(path)), (DEFAULT_PATH, path))

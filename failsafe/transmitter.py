@@ -1,0 +1,132 @@
+"""The failsafe: while bms_tx is not transmitting, the supervisor keeps the frames flowing.
+
+It sends the last frame set bms_tx left in shared memory, made conservative with age by
+the BMS engine's own stale policy (``bms.stale.degrade``), on the same schedule, so the
+inverter sees no gap. It runs in a thread of the supervisor: starting the periodic tasks
+waits for each ID's due time and must not hold up the watchdog.
+"""
+import threading
+import time
+from typing import Optional
+
+from bms.stale import degrade
+from canbus.bus import open_bus
+from canbus.cyclic import CyclicFrameSet, Schedule
+from protocol import profiles
+from protocol.report import BatteryReport
+
+
+def last_report(frames_slot: dict) -> BatteryReport:
+    values = dict(frames_slot["report"])
+    values["protection"] = frozenset(values["protection"])
+    values["alarm"] = frozenset(values["alarm"])
+    return BatteryReport(**values)
+
+
+def data_age(frames_slot: dict, now: float) -> float:
+    """Age of the battery data behind the last decision, growing while nobody decides."""
+    return (frames_slot.get("data_age_s") or 0.0) + max(0.0, now - frames_slot["written"])
+
+
+class FailsafeTransmitter:
+    def __init__(self, cfg, state, log):
+        self.cfg = cfg
+        self.state = state
+        self.log = log
+        self.profile = profiles.get(cfg.inverter.profile)
+        self.engaged_since: Optional[float] = None
+        self._bus = None
+        self._sender: Optional[CyclicFrameSet] = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._release = threading.Event()
+        self._after = 0.0
+        self._thread = threading.Thread(target=self._run, name="failsafe", daemon=True)
+        self._closing = False
+        self._publish(engaged=False)
+        self._thread.start()
+
+    @property
+    def engaged(self) -> bool:
+        return self.engaged_since is not None
+
+    def available(self) -> bool:
+        """There is a last-known frame set to fall back on."""
+        return (self.state.read("frames") or {}).get("report") is not None
+
+    def engage(self, after: float) -> None:
+        """Start sending; each ID's first frame is its first due time after ``after``."""
+        with self._lock:
+            if self.engaged:
+                return
+            self.engaged_since = time.monotonic()
+            self._after = after
+            self._release.clear()
+            self._publish(engaged=True)
+        self.log.warning("failsafe engaged: sending the last-known frame set, made conservative with age")
+        self._wake.set()
+
+    def release(self) -> None:
+        """Stop sending so that bms_tx can take the bus at the next due times."""
+        with self._lock:
+            if not self.engaged:
+                return
+            self._release.set()
+            if self._sender is not None:
+                self._sender.stop()
+                self._sender = None
+            self.engaged_since = None
+            self._publish(engaged=False, released_at=time.monotonic())
+        self.log.info("failsafe released: bms_tx transmits again")
+
+    def _publish(self, engaged: bool, **extra) -> None:
+        extra.update(engaged=engaged, since=self.engaged_since)
+        if engaged and self._sender is not None:
+            extra["frames"] = self._frames_json
+            extra["report"] = self._report_json
+        self.state.write("failsafe", extra)
+
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait(self.profile.cycle_s)
+            self._wake.clear()
+            if self._closing or not self.engaged:
+                continue
+            try:
+                self._send()
+            except Exception:
+                self.log.exception("failsafe could not send; retrying next cycle")
+
+    def _send(self) -> None:
+        slot = self.state.read("frames")
+        report = degrade(last_report(slot), data_age(slot, time.monotonic()), self.cfg)
+        frames = self.profile.encode(report, self.cfg.inverter.manufacturer)
+        self._frames_json = [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames]
+        self._report_json = dict(report._asdict(), protection=sorted(report.protection), alarm=sorted(report.alarm))
+        if self._bus is None:
+            self._bus = open_bus(self.cfg)
+        with self._lock:
+            if not self.engaged:
+                return
+            if self._sender is not None:
+                self._sender.update(frames)
+                self._publish(engaged=True)
+                return
+            sender = CyclicFrameSet(self._bus, Schedule.from_dict(slot["schedule"]))
+        if sender.start(frames, self._after, self._release.wait):
+            with self._lock:
+                if self.engaged and not self._release.is_set():
+                    self._sender = sender
+                    self._publish(engaged=True)
+                    return
+            sender.stop()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        self._thread.join(timeout=2 * self.profile.cycle_s)
+        with self._lock:
+            if self._sender is not None:
+                self._sender.stop()
+        if self._bus is not None:
+            self._bus.shutdown()

@@ -1,0 +1,1 @@
+"""Health: the status file, the healthy/unhealthy verdict, process metrics."""

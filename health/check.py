@@ -1,0 +1,39 @@
+"""Healthy or not, with the reasons: what `supervisor.py check` and systemd's watchdog rely on."""
+import time
+from typing import List, Optional
+
+
+def problems(status: Optional[dict], cfg, now: Optional[float] = None) -> List[str]:
+    """Every reason the daemon behind ``status`` is unhealthy; empty when healthy."""
+    if status is None:
+        return ["no status file at %s: the daemon is not running" % cfg.status.file]
+    now = time.time() if now is None else now
+    reasons = []
+    age = now - status["written_at"]
+    if age > 3 * cfg.status.interval_s + 1:
+        reasons.append("the status file is %.0f s old: the supervisor (pid %d) is not writing it"
+                       % (age, status["pid"]))
+    for name, worker in sorted(status["workers"].items()):
+        if worker["state"] == "fault":
+            reasons.append("worker %s is in fault: %d restarts within %g s" % (
+                name, worker["restarts"], cfg.watchdog.restart_period_s))
+        elif not worker["alive"]:
+            reasons.append("worker %s is down (%s)" % (name, worker["state"]))
+    battery = status["battery"]
+    if battery["age_s"] is None:
+        reasons.append("no battery data yet")
+    elif battery["age_s"] > cfg.stale.stale_s:
+        reasons.append("battery data is stale: %.0f s old (limit %g s)" % (battery["age_s"], cfg.stale.stale_s))
+    if status["failsafe"]["engaged"]:
+        reasons.append("failsafe engaged: bms_tx is not transmitting")
+    if status["inverter"]["link"] == "down":
+        reasons.append("inverter link down: nothing heard for %s s" % _seconds(status["inverter"]["last_seen_age_s"]))
+    if status["can"]["state"] not in ("up", "virtual"):
+        reasons.append("CAN interface %s is %s" % (status["can"]["channel"], status["can"]["state"]))
+    if not status["frames"]:
+        reasons.append("no BMS frames are being sent")
+    return reasons
+
+
+def _seconds(value) -> str:
+    return "ever" if value is None else "%.0f" % value

@@ -1,0 +1,113 @@
+"""The status file: everything a person or a script needs to know about the running daemon."""
+import os
+import time
+
+from protocol import DecodeError, profiles
+from protocol.frame import Frame
+
+BATTERY_VALUES = ("voltage_v", "current_a", "soc_pct", "temperature_c", "cell_min_v", "cell_max_v", "service")
+
+
+def _age(slot: dict, key: str, now: float):
+    return None if not slot or slot.get(key) is None else round(now - slot[key], 3)
+
+
+def decoded_frames(frames_json, profile) -> list:
+    """The frame set as the inverter reads it, for people and for `check`."""
+    decoded = []
+    for arbitration_id, data, extended in frames_json or ():
+        try:
+            result = profile.decode(Frame(arbitration_id, bytes.fromhex(data), extended))
+            decoded.append({"id": "0x%03X" % arbitration_id, "data": data, "name": result.name,
+                            "fields": result.fields})
+        except DecodeError as error:
+            decoded.append({"id": "0x%03X" % arbitration_id, "data": data, "error": str(error)})
+    return decoded
+
+
+def build_status(sup, version: str) -> dict:
+    now = time.monotonic()
+    state = sup.state
+    workers = {}
+    for name, handle in sup.workers.items():
+        beat = state.read("heartbeat." + name)
+        own_beat = beat if beat and handle.process is not None and beat.get("pid") == handle.process.pid else None
+        entry = {"pid": handle.process.pid if handle.process is not None else None, "alive": handle.alive,
+                 "state": handle.state, "restarts": handle.restarts, "last_exit": handle.last_exit,
+                 "last_heartbeat_age_s": _age(own_beat, "t", now), "rss_bytes": None, "cpu_percent": None}
+        if handle.alive and handle.metrics is not None:
+            entry.update(handle.metrics.read())
+        workers[name] = entry
+    battery = state.read("battery") or {}
+    inverter = state.read("inverter") or {}
+    can_link = state.read("bms_tx.can") or {"interface": sup.cfg.can.interface, "channel": sup.cfg.can.channel,
+                                            "state": "unknown"}
+    failsafe = state.read("failsafe") or {"engaged": False}
+    frames_slot = state.read("frames") or {}
+    bms_beat = state.read("heartbeat.bms_tx") or {}
+    if failsafe.get("engaged"):
+        sending = failsafe.get("frames")
+    elif sup.workers["bms_tx"].alive and bms_beat.get("transmitting"):
+        sending = frames_slot.get("frames")
+    else:
+        sending = None
+    link = inverter.get("link", "unknown") if sup.workers["can_rx"].alive else "unknown"
+    seen_age = inverter.get("last_seen_age_s")
+    if seen_age is not None and inverter.get("written") is not None:
+        seen_age = round(seen_age + now - inverter["written"], 3)
+    return {
+        "version": version,
+        "pid": os.getpid(),
+        "written_at": time.time(),
+        "uptime_s": round(now - sup.started, 3),
+        "role": "active",
+        "workers": workers,
+        "battery": dict({k: battery.get(k) for k in BATTERY_VALUES}, age_s=_age(battery, "updated", now)),
+        "inverter": {"link": link, "last_seen_age_s": seen_age, "values": inverter.get("fields", {}),
+                     "shutdown_requested": inverter.get("shutdown_requested", False),
+                     "gx_seen_age_s": inverter.get("gx_seen_age_s")},
+        "decision": {"phase": frames_slot.get("phase"), "reasons": frames_slot.get("reasons"),
+                     "freshness": frames_slot.get("freshness"), "age_s": _age(frames_slot, "written", now)},
+        "failsafe": {"engaged": bool(failsafe.get("engaged")),
+                     "since": None if not failsafe.get("since") else time.time() - _age(failsafe, "since", now)},
+        "can": {"interface": can_link.get("interface"), "channel": can_link.get("channel"),
+                "state": can_link.get("state"), "tx_frames": can_link.get("tx_packets"),
+                "rx_frames": inverter.get("rx_frames"),
+                "errors": {"tx": can_link.get("tx_errors"), "rx": can_link.get("rx_errors"),
+                           "bad_frames": inverter.get("bad_frames", 0), "error_frames": inverter.get("error_frames", 0)}},
+        "frames": decoded_frames(sending, sup.failsafe.profile),
+    }
+
+
+def format_status(status: dict, cfg) -> str:
+    """The status for a person: one line per part, worst news first."""
+    from health.check import problems
+    lines = []
+    reasons = problems(status, cfg)
+    lines.append("pylon-venus %s (pid %d), up %.0f s, %s: %s" % (
+        status["version"], status["pid"], status["uptime_s"], status["role"],
+        "HEALTHY" if not reasons else "UNHEALTHY"))
+    lines.extend("  ! " + reason for reason in reasons)
+    for name, worker in status["workers"].items():
+        lines.append("  worker %-15s %-8s pid %-7s restarts %-3d heartbeat %s s  rss %s  cpu %s%%" % (
+            name, worker["state"], worker["pid"], worker["restarts"], worker["last_heartbeat_age_s"],
+            _mib(worker["rss_bytes"]), worker["cpu_percent"]))
+    battery = status["battery"]
+    lines.append("  battery  %s V  %s A  SoC %s %%  %s degC  (age %s s, from %s)" % (
+        battery["voltage_v"], battery["current_a"], battery["soc_pct"], battery["temperature_c"],
+        battery["age_s"], battery["service"]))
+    decision = status["decision"]
+    lines.append("  decision phase %s, %s; %s" % (decision["phase"], decision["freshness"], decision["reasons"]))
+    lines.append("  inverter link %s (last seen %s s ago)" % (status["inverter"]["link"],
+                                                               status["inverter"]["last_seen_age_s"]))
+    can = status["can"]
+    lines.append("  can      %s %s %s, tx %s rx %s, errors %s" % (can["interface"], can["channel"], can["state"],
+                                                                   can["tx_frames"], can["rx_frames"], can["errors"]))
+    lines.append("  failsafe %s" % ("ENGAGED" if status["failsafe"]["engaged"] else "standing by"))
+    for frame in status["frames"]:
+        lines.append("  frame    %s %-16s %s" % (frame["id"], frame["data"], frame.get("fields", frame.get("error"))))
+    return "\n".join(lines)
+
+
+def _mib(value) -> str:
+    return "-" if value is None else "%.1f MiB" % (value / 1048576.0)

@@ -1,0 +1,1 @@
+"""Shared memory between the supervisor and its workers."""

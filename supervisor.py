@@ -1,0 +1,325 @@
+#!/usr/bin/env python3
+"""pylon-venus: a Pylontech-compatible BMS on CAN for a Venus OS battery monitor.
+
+Entry point and parent process. ``run`` creates the shared memory, spawns the workers
+(can_rx, bms_tx, dbus_publisher, and in a simulation the simulator), restarts them with
+backoff when they die or hang, keeps the frames flowing with the failsafe while bms_tx is
+down, and writes the status file. The other commands are tools around it.
+"""
+import argparse
+import collections
+import hashlib
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import time
+
+import config as config_module
+
+VERSION = "0.1.0"
+log = logging.getLogger("pylon-venus")
+
+
+class WorkerHandle:
+    """One supervised worker: its process, restart history and state."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.process = None
+        self.state = "starting"          # running, backoff, fault, stopped
+        self.restarts = 0
+        self.recent = collections.deque()
+        self.next_start = 0.0
+        self.started_at = 0.0
+        self.last_exit = None
+        self.metrics = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+
+class Supervisor:
+    def __init__(self, cfg, record_path=None):
+        from health.process_metrics import ProcessMetrics
+        from ipc.shared_state import SharedState
+        self._metrics_class = ProcessMetrics
+        self.cfg = cfg
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.stopping = False
+        self.ready_sent = False
+        self.private_dbus = None
+        self.recorder = None
+        self.state = SharedState.create(segment_name(cfg))
+        self.context = multiprocessing.get_context("fork")
+        names = ["can_rx", "bms_tx", "dbus_publisher"]
+        if cfg.simulation.inverter or cfg.battery.source == "simulated":
+            names.append("simulator")
+        self.workers = collections.OrderedDict((name, WorkerHandle(name)) for name in names)
+        self.notifier = systemd_notifier()
+        if record_path:
+            from canbus.recorder import BusRecorder
+            self.recorder = BusRecorder(cfg, record_path)
+        if "simulator" in self.workers or cfg.battery.source == "simulated":
+            from ipc.private_dbus import PrivateDbus
+            self.private_dbus = PrivateDbus()
+            self.private_dbus.export()
+            log.info("simulation: private D-Bus at %s", self.private_dbus.address)
+        from failsafe.transmitter import FailsafeTransmitter
+        self.failsafe = FailsafeTransmitter(cfg, self.state, log)
+
+    # -- workers -----------------------------------------------------------------
+    def spawn(self, handle: WorkerHandle) -> None:
+        from workers.runtime import main
+        handle.process = self.context.Process(target=main, args=(handle.name, self.cfg, self.state.path),
+                                              name=handle.name)
+        handle.process.start()
+        handle.started_at = time.monotonic()
+        handle.state = "running"
+        handle.metrics = self._metrics_class(handle.process.pid)
+        log.info("worker %s started (pid %d)", handle.name, handle.process.pid)
+
+    def on_exit(self, handle: WorkerHandle, reason: str, failed_at: float) -> None:
+        """A worker ended: let the failsafe cover bms_tx, then schedule the restart."""
+        handle.process.join()
+        handle.last_exit = reason
+        if handle.name == "bms_tx" and self.failsafe.available():
+            from canbus.bus import kernel_cyclic
+            # The kernel kept sending a hung worker's frames until it was killed.
+            self.failsafe.engage(time.monotonic() if kernel_cyclic(self.cfg) else failed_at)
+        now = time.monotonic()
+        wd = self.cfg.watchdog
+        handle.recent.append(now)
+        while handle.recent and now - handle.recent[0] > wd.restart_period_s:
+            handle.recent.popleft()
+        handle.restarts += 1
+        if len(handle.recent) > wd.restart_intensity:
+            handle.state = "fault"
+            handle.next_start = now + wd.restart_backoff_max_s
+            log.error("worker %s %s; %d restarts within %g s: fault, next try in %g s", handle.name, reason,
+                      len(handle.recent), wd.restart_period_s, wd.restart_backoff_max_s)
+            return
+        delay = min(wd.restart_backoff_initial_s * 2 ** (len(handle.recent) - 1), wd.restart_backoff_max_s)
+        handle.state = "backoff"
+        handle.next_start = now + delay
+        log.warning("worker %s %s; restart %d in %.1f s", handle.name, reason, handle.restarts, delay)
+
+    def watch(self) -> None:
+        """Reap dead workers, kill hung ones, start those whose backoff has passed."""
+        now = time.monotonic()
+        wd = self.cfg.watchdog
+        for handle in self.workers.values():
+            if handle.state == "running":
+                beat = self.state.read("heartbeat." + handle.name)
+                beating = beat is not None and beat.get("pid") == handle.process.pid
+                if not handle.process.is_alive():
+                    self.on_exit(handle, "exited with code %s" % handle.process.exitcode,
+                                 beat["t"] if beating else now)
+                elif beating and now - beat["t"] > wd.heartbeat_timeout_s:
+                    handle.process.kill()
+                    self.on_exit(handle, "hung (no heartbeat for %.2f s), killed" % (now - beat["t"]), beat["t"])
+                elif not beating and now - handle.started_at > wd.startup_timeout_s:
+                    handle.process.kill()
+                    self.on_exit(handle, "did not start within %g s, killed" % wd.startup_timeout_s, now)
+            elif handle.state in ("starting", "backoff", "fault") and now >= handle.next_start:
+                self.spawn(handle)
+        self.hand_over()
+
+    def hand_over(self) -> None:
+        """Failsafe on while bms_tx cannot send; off as soon as a new bms_tx is ready."""
+        bms = self.workers["bms_tx"]
+        beat = self.state.read("heartbeat.bms_tx") or {}
+        ready = bms.state == "running" and beat.get("pid") == bms.process.pid and beat.get("ready")
+        if self.failsafe.engaged and ready:
+            self.failsafe.release()
+        elif not self.failsafe.engaged and bms.state != "running" and self.failsafe.available():
+            self.failsafe.engage(time.monotonic())
+
+    # -- main loop ---------------------------------------------------------------
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        log.info("pylon-venus %s: profile %s on %s %s, battery from %s%s", VERSION, self.cfg.inverter.profile,
+                 self.cfg.can.interface, self.cfg.can.channel, self.cfg.battery.source,
+                 ", simulated inverter" if "simulator" in self.workers else "")
+        next_status = 0.0
+        tick = min(0.05, self.cfg.watchdog.heartbeat_interval_s)
+        try:
+            while not self.stopping:
+                sentinels = [h.process.sentinel for h in self.workers.values() if h.alive]
+                multiprocessing.connection.wait(sentinels, timeout=tick)
+                self.watch()
+                now = time.monotonic()
+                if now >= next_status:
+                    next_status = now + self.cfg.status.interval_s
+                    self.write_status()
+        finally:
+            self.shutdown()
+        return 0
+
+    def _on_signal(self, signum, _frame) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        for handle in self.workers.values():
+            if handle.alive:
+                handle.process.terminate()
+        deadline = time.monotonic() + 3
+        for handle in self.workers.values():
+            if handle.process is not None:
+                handle.process.join(max(0.0, deadline - time.monotonic()))
+                if handle.process.is_alive():
+                    log.warning("worker %s did not stop; killed", handle.name)
+                    handle.process.kill()
+                    handle.process.join()
+            handle.state = "stopped"
+        self.failsafe.close()
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.private_dbus is not None:
+            self.private_dbus.stop()
+        self.state.unlink()
+        self.state.close()
+        log.info("stopped")
+
+    # -- health ------------------------------------------------------------------
+    def write_status(self) -> None:
+        from health.check import problems
+        from health.status import build_status
+        from ipc.atomic_file import write_atomic
+        status = build_status(self, VERSION)
+        write_atomic(self.cfg.status.file, json.dumps(status, indent=1))
+        if self.notifier is None:
+            return
+        if status["frames"] and not self.ready_sent:
+            self.notifier.notify("READY=1")
+            self.ready_sent = True
+        reasons = problems(status, self.cfg)
+        self.notifier.notify("STATUS=%s" % ("; ".join(reasons) if reasons else "healthy, sending %d frames"
+                                            % len(status["frames"])))
+        if status["frames"] or not self.ready_sent:
+            self.notifier.notify("WATCHDOG=1")
+
+
+def segment_name(cfg) -> str:
+    """Shared memory is named after the status file, so one configuration owns one segment."""
+    return hashlib.sha1(os.path.abspath(cfg.status.file).encode()).hexdigest()[:12]
+
+
+def systemd_notifier():
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return None
+    import sdnotify
+    return sdnotify.SystemdNotifier()
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    import multiprocessing_logging
+    multiprocessing_logging.install_mp_handler()
+
+
+# -- commands --------------------------------------------------------------------
+def cmd_run(args, cfg) -> int:
+    setup_logging(cfg.logging.level)
+    from ipc.shared_state import StateInUse
+    try:
+        supervisor = Supervisor(cfg, args.record)
+    except StateInUse as error:
+        log.error("%s", error)
+        return 1
+    return supervisor.run()
+
+
+def cmd_status(args, cfg) -> int:
+    from health.status import format_status
+    from ipc.atomic_file import read_json
+    status = read_json(cfg.status.file)
+    if status is None:
+        print("no status file at %s: pylon-venus is not running" % cfg.status.file)
+        return 1
+    print(json.dumps(status, indent=1) if args.json else format_status(status, cfg))
+    return 0
+
+
+def cmd_check(args, cfg) -> int:
+    from health.check import problems
+    from ipc.atomic_file import read_json
+    reasons = problems(read_json(cfg.status.file), cfg)
+    for reason in reasons:
+        print("UNHEALTHY: %s" % reason)
+    if not reasons:
+        print("healthy")
+    return 1 if reasons else 0
+
+
+def cmd_decode(args, cfg) -> int:
+    from protocol import profiles
+    from protocol.decode import decode_lines
+    profile = profiles.get(args.profile or cfg.inverter.profile)
+    try:
+        source = sys.stdin if args.file == "-" else open(args.file)
+    except OSError as error:
+        print("decode: cannot read %s: %s" % (args.file, error.strerror), file=sys.stderr)
+        return 1
+    with source:
+        for record in decode_lines(source, profile):
+            print(json.dumps(record))
+    return 0
+
+
+def cmd_replay(args, cfg) -> int:
+    from bms.replay import run_cli
+    return run_cli(args.trace, cfg, sys.stdout, sys.stderr, plot_path=args.plot)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="supervisor.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=VERSION)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    def command(name, help_text):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", metavar="FILE", help="settings laid over the shipped config.toml")
+        return sub
+
+    run = command("run", "run the daemon in the foreground")
+    run.add_argument("--record", metavar="FILE", help="record every frame on the bus (candump -l format)")
+    status = command("status", "print the status file for a person")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    command("check", "exit 0 when healthy, 1 with the reasons otherwise")
+    decode = command("decode", "decode a candump -l log to one JSON object per frame")
+    decode.add_argument("--profile", choices=config_module.PROFILES, help="inverter profile (default: the config's)")
+    decode.add_argument("file", metavar="FILE", help="candump -l log, - for stdin")
+    replay = command("replay", "feed a recorded battery trace through the BMS engine")
+    replay.add_argument("--plot", metavar="OUT.png", help="also draw the trace (needs matplotlib)")
+    replay.add_argument("trace", metavar="TRACE.csv")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = config_module.load(args.config)
+    except config_module.ConfigError as error:
+        for problem in error.problems:
+            print("config: %s" % problem, file=sys.stderr)
+        return 2
+    handler = {"run": cmd_run, "status": cmd_status, "check": cmd_check,
+               "decode": cmd_decode, "replay": cmd_replay}[args.command]
+    return handler(args, cfg)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per worker process; each exposes ``run(worker)``."""

@@ -1,0 +1,172 @@
+"""bms_tx: decide once per cycle and keep the frame set on the bus.
+
+Each cycle it reads the battery snapshot, runs the BMS engine, bounds the decision by the
+limits Venus wrote (DVCC/ESS) and by an inverter's shutdown command, encodes it with the
+inverter profile and updates the periodic tasks in place. The same frame set, its decision
+and its schedule go into shared memory, where the failsafe finds them if this process dies.
+Nothing is sent before the engine has seen real battery data.
+"""
+import json
+import os
+import time
+
+from bms.engine import BmsEngine
+from bms.external import apply_external_limits
+from bms.snapshot import BatterySnapshot
+from bms.state import ChargeState
+from canbus.bus import open_bus
+from canbus.cyclic import CyclicFrameSet, Schedule
+from config import ConfigError
+from ipc.atomic_file import read_json, write_atomic
+from protocol import profiles
+from workers.link import LinkMonitor
+
+SNAPSHOT_FIELDS = ("voltage_v", "current_a", "soc_pct", "temperature_c")
+
+
+def read_snapshot(state, now: float):
+    """The battery slot as a BatterySnapshot aged to ``now``, or None before any real data."""
+    battery = state.read("battery")
+    if not battery or battery.get("updated") is None:
+        return None
+    return BatterySnapshot(
+        *(battery.get(name) for name in SNAPSHOT_FIELDS),
+        age_s=max(0.0, now - battery["updated"]),
+        cell_min_v=battery.get("cell_min_v"),
+        cell_max_v=battery.get("cell_max_v"),
+    )
+
+
+def report_to_dict(report) -> dict:
+    values = report._asdict()
+    values["protection"] = sorted(report.protection)
+    values["alarm"] = sorted(report.alarm)
+    return values
+
+
+class BmsTransmitter:
+    def __init__(self, worker):
+        self.worker = worker
+        self.cfg = worker.cfg
+        self.profile = profiles.get(self.cfg.inverter.profile)
+        self.engine = BmsEngine(self.cfg, self._restore_state())
+        self.settings = {}
+        self.bus = None
+        self.sender = None
+        self.link = LinkMonitor(self.cfg)
+
+    def _restore_state(self):
+        """The engine's state from shared memory (a worker restart) or the file (a daemon restart)."""
+        saved = self.worker.state.read("charge_state") or read_json(self.cfg.state.charge_file)
+        return ChargeState.from_dict(saved) if saved else None
+
+    def _apply_settings(self, dvcc: dict) -> None:
+        """Settings changed on Venus take effect at the next cycle, validated like the file."""
+        settings = (dvcc or {}).get("settings") or {}
+        if settings == self.settings:
+            return
+        sections = {}
+        for dotted, value in settings.items():
+            section, key = dotted.split(".", 1)
+            sections.setdefault(section, {})[key] = value
+        try:
+            cfg = self.worker.cfg.replace(**sections)
+        except ConfigError as error:
+            self.worker.log.error("settings from Venus refused, keeping the previous ones: %s",
+                                  "; ".join(error.problems))
+        else:
+            self.worker.log.info("settings from Venus applied: %s", settings)
+            self.cfg = cfg
+            self.engine.reconfigure(cfg)
+        self.settings = settings
+
+    def cycle(self) -> None:
+        state = self.worker.state
+        dvcc = state.read("dvcc")
+        self._apply_settings(dvcc)
+        now = time.monotonic()
+        decision = self.engine.step(read_snapshot(state, now), time.time())
+        if decision is None:
+            return
+        inverter = state.read("inverter") or {}
+        report = apply_external_limits(decision.report, dvcc, inverter.get("shutdown_requested", False))
+        frames = self.profile.encode(report, self.cfg.inverter.manufacturer)
+        schedule = self._schedule(frames, now)
+        state.write("frames", {
+            "source": "bms_tx", "pid": os.getpid(), "written": now, "schedule": schedule.as_dict(),
+            "report": report_to_dict(report), "phase": decision.phase, "reasons": decision.reasons,
+            "freshness": decision.freshness,
+            "frames": [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames],
+        })
+        self._persist(self.engine.state.to_dict())
+        if self.sender is None:
+            self._start(frames, schedule)
+        else:
+            self.sender.update(frames)
+
+    def _schedule(self, frames, now: float) -> Schedule:
+        """Keep the cadence the bus already has (a previous bms_tx or the failsafe)."""
+        ids = tuple(frame.arbitration_id for frame in frames)
+        if self.sender is not None:
+            return self.sender.schedule
+        known = Schedule.from_dict((self.worker.state.read("frames") or {}).get("schedule"))
+        if known is not None and tuple(known.ids) == ids and known.cycle_s == self.profile.cycle_s:
+            return known
+        return Schedule(now, self.profile.cycle_s, ids)
+
+    def _start(self, frames, schedule: Schedule) -> None:
+        """Take the bus once the failsafe has let go of it, continuing its cadence."""
+        self.worker.beat(ready=True, transmitting=False)
+        while not self.worker.stopping.is_set():
+            failsafe = self.worker.state.read("failsafe") or {}
+            if not failsafe.get("engaged"):
+                break
+            self._sleep(self.cfg.watchdog.heartbeat_interval_s, ready=True)
+        after = (self.worker.state.read("failsafe") or {}).get("released_at") or time.monotonic()
+        if self.bus is None:
+            self.bus = open_bus(self.cfg)
+        sender = CyclicFrameSet(self.bus, schedule)
+        if sender.start(frames, after, lambda s: self._sleep(s, ready=True)):
+            self.sender = sender
+            self.worker.log.info("transmitting %d frames every %.1f s on %s %s", len(frames),
+                                 schedule.cycle_s, self.cfg.can.interface, self.cfg.can.channel)
+
+    def _sleep(self, seconds: float, **beat) -> bool:
+        """Sleep while beating; True when asked to stop."""
+        deadline = time.monotonic() + seconds
+        while True:
+            self.worker.beat(**beat)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return self.worker.stopping.is_set()
+            if self.worker.wait(min(left, self.cfg.watchdog.heartbeat_interval_s)):
+                return True
+
+    def _persist(self, charge_state: dict) -> None:
+        """Keep the engine state for a restart: shared memory always, the file when it changed."""
+        if charge_state == self.worker.state.read("charge_state"):
+            return
+        self.worker.state.write("charge_state", charge_state)
+        write_atomic(self.cfg.state.charge_file, json.dumps(charge_state, indent=1, sort_keys=True))
+
+    def close(self) -> None:
+        if self.sender is not None:
+            self.sender.stop()
+        if self.bus is not None:
+            self.bus.shutdown()
+
+
+def run(worker) -> None:
+    tx = BmsTransmitter(worker)
+    next_cycle = time.monotonic()
+    try:
+        while not worker.stopping.is_set():
+            now = time.monotonic()
+            if now >= next_cycle:
+                next_cycle = max(next_cycle + tx.profile.cycle_s, now)
+                tx.cycle()
+                worker.state.write("bms_tx.can", tx.link.read(tx.sender is not None))
+            worker.beat(ready=tx.sender is not None, transmitting=tx.sender is not None)
+            worker.wait(min(worker.cfg.watchdog.heartbeat_interval_s, max(0.0, next_cycle - time.monotonic())))
+    finally:
+        tx.close()
