@@ -8,6 +8,7 @@ bus: ``load`` either returns a valid ``Config`` or raises ``ConfigError``.
 """
 import math
 import os
+import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 try:
@@ -132,6 +133,18 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
     "logging": {
         "level": text("DEBUG", "INFO", "WARNING", "ERROR"),
     },
+    "dbus": {
+        "refresh_s": number(0.5, 600),
+        "dvcc_timeout_s": number(0, 3600),
+    },
+    "venus": {
+        "service_suffix": text(),
+        "device_instance": integer(0, 999),
+        "product_id": integer(0, 0xFFFF),
+        "bms_service": FLAG,
+        "energy_file": text(),
+        "energy_save_interval_s": number(0.1, 3600),
+    },
     "simulation": {
         "inverter": FLAG,
         "start_soc_pct": number(0, 100),
@@ -139,7 +152,6 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "load_w": number(0, 100000),
         "temperature_c": number(-40, 80),
         "time_scale": number(1, 3600),
-        "start_hour": number(0, 24),
     },
 }
 
@@ -301,6 +313,12 @@ def _cross_checks(v: Dict[str, Dict[str, Any]]) -> List[str]:
     need(wd["restart_backoff_initial_s"] <= wd["restart_backoff_max_s"],
          "watchdog.restart_backoff_initial_s = %g is above watchdog.restart_backoff_max_s = %g: minimum above maximum"
          % (wd["restart_backoff_initial_s"], wd["restart_backoff_max_s"]))
+    ven = v["venus"]
+    need(re.fullmatch(r"[A-Za-z_-][A-Za-z0-9_-]*", ven["service_suffix"]) is not None,
+         "venus.service_suffix = %r is not allowed: expected letters, digits, '_' or '-', not starting with a digit "
+         "(it ends the D-Bus names com.victronenergy.vebus.<suffix> and com.victronenergy.battery.<suffix>)"
+         % ven["service_suffix"])
+    need(ven["energy_file"] != "", "venus.energy_file is empty: expected the path of the energy counter file")
     return problems
 
 

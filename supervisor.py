@@ -111,6 +111,8 @@ class Supervisor:
 
     def watch(self) -> None:
         """Reap dead workers, kill hung ones, start those whose backoff has passed."""
+        if self.stopping:
+            return      # under systemd every process gets the SIGTERM: exits now are the stop
         now = time.monotonic()
         wd = self.cfg.watchdog
         for handle in self.workers.values():
@@ -234,11 +236,12 @@ def cmd_run(args, cfg) -> int:
     setup_logging(cfg.logging.level)
     from ipc.shared_state import StateInUse
     try:
-        supervisor = Supervisor(cfg, args.record)
+        return Supervisor(cfg, args.record).run()
     except StateInUse as error:
         log.error("%s", error)
         return 1
-    return supervisor.run()
+    finally:
+        logging.shutdown()      # the log receiver thread drains the workers' last lines
 
 
 def cmd_status(args, cfg) -> int:

@@ -26,7 +26,7 @@ SLOTS = (
     ("charge_state", 2048),     # bms_tx: the engine's persistent state, so a restart resumes it
     ("dvcc", 1024),             # dbus_publisher: limits written by Venus (DVCC/ESS) and settings
     ("bms_tx.can", 1024),       # bms_tx: its CAN link state and counters
-    ("failsafe", 512),          # supervisor: whether its failsafe transmitter holds the bus
+    ("failsafe", 4096),         # supervisor: whether its failsafe transmitter holds the bus
     ("heartbeat.can_rx", 256),
     ("heartbeat.bms_tx", 256),
     ("heartbeat.dbus_publisher", 256),

@@ -13,7 +13,7 @@ from protocol.frame import Frame
 from protocol.inverter import MAX_STANDARD_ID
 from protocol.profile import Profile
 
-LINE = re.compile(r"^\s*\((?P<t>[^)]*)\)\s+(?P<interface>\S+)\s+(?P<frame>\S+)\s*$")
+LINE = re.compile(r"^\s*\((?P<t>[^)]*)\)\s+(?P<interface>\S+)\s+(?P<frame>\S+)(?:\s+[RT])?\s*$")  # python-can adds R/T
 MAX_DATA_BYTES = 8
 
 

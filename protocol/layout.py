@@ -100,13 +100,16 @@ class Field(NamedTuple):
         if is_missing(value) and self.fallback:
             value = values[self.fallback]
         if not is_missing(value):
-            raw = self.to_raw(float(value))
+            try:
+                raw = self.to_raw(float(value))
+            except (TypeError, ValueError):
+                raise ValueError("%s %s: %r is not a number" % (label, self.name, value)) from None
         elif self.missing is not None:
             raw = self.kind.from_pattern(self.missing)
         else:
             also = " and %s" % self.fallback if self.fallback else ""
-            raise ValueError("%s %s%s: %r is not a number, and this profile has no 'not available' "
-                             "encoding for it: a finite value is required" % (label, self.name, also, value))
+            raise ValueError("%s %s%s: %r is not a finite number, and this profile has no 'not available' "
+                             "encoding for it: a value is required" % (label, self.name, also, value))
         pattern = raw & ((1 << 8 * self.kind.size) - 1)
         data[self.offset:self.end] = pattern.to_bytes(self.kind.size, "little")
 
@@ -160,10 +163,7 @@ class FlagBits(NamedTuple):
         return max(byte for byte, _ in self.positions.values()) + 1
 
     def pack(self, values: Mapping[str, Any], data: bytearray, label: str) -> None:
-        for flag in values[self.name]:
-            if flag not in self.positions:
-                raise ValueError("%s %s: unknown flag %r, allowed are %s"
-                                 % (label, self.name, flag, ", ".join(self.allowed)))
+        for flag in values[self.name]:  # names were checked against ``allowed`` by the profile
             byte, bit = self.positions[flag]
             data[byte] |= 1 << bit
 

@@ -68,7 +68,7 @@ class Profile:
         if not isinstance(report, BatteryReport):
             raise TypeError("encode needs a BatteryReport, not %s" % type(report).__name__)
         for attribute, allowed in (("protection", PROTECTIONS), ("alarm", ALARMS)):
-            unknown = sorted(set(getattr(report, attribute)) - set(allowed))
+            unknown = sorted(repr(flag) for flag in getattr(report, attribute) if flag not in allowed)
             if unknown:
                 raise ValueError("report.%s has unknown flags %s: allowed are %s"
                                  % (attribute, ", ".join(unknown), ", ".join(allowed)))

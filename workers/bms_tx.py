@@ -122,7 +122,10 @@ class BmsTransmitter:
             if not failsafe.get("engaged"):
                 break
             self._sleep(self.cfg.watchdog.heartbeat_interval_s, ready=True)
-        after = (self.worker.state.read("failsafe") or {}).get("released_at") or time.monotonic()
+        released_at = (self.worker.state.read("failsafe") or {}).get("released_at")
+        now = time.monotonic()
+        fresh = schedule.t0 > now - schedule.cycle_s          # a new schedule: its first ID is due now
+        after = released_at or (schedule.t0 - 1e-6 if fresh else now)
         if self.bus is None:
             self.bus = open_bus(self.cfg)
         sender = CyclicFrameSet(self.bus, schedule)

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from ipc.linux import die_with_parent
 from ipc.shared_state import SharedState
 
 WORKERS = ("can_rx", "bms_tx", "dbus_publisher", "simulator")
@@ -41,6 +42,7 @@ class Worker:
 
 def main(name: str, cfg, state_path: str) -> None:
     """Process entry point: run ``workers.<name>.run`` until SIGTERM, log a crash once."""
+    die_with_parent(signal.SIGKILL)      # no orphan survives a kill -9 of the supervisor
     worker = Worker(name, cfg, SharedState.attach(state_path))
     signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)

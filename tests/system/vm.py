@@ -1,0 +1,276 @@
+"""Run the system tests inside a small VM that boots Debian's kernel, which has SocketCAN.
+
+This machine's own kernel has no CAN, so ``vng`` (virtme-ng) boots the installed Debian
+kernel under qemu (no KVM here) on a read-only view of this machine's root filesystem:
+the same venv, the same project tree. One boot runs the whole suite. The guest loads the
+CAN modules, creates the vcan interfaces and runs pytest; junit, log and exit code land
+in a results folder that the VM may write. When the VM cannot be started or set up, the
+run fails and says why: system tests are never skipped silently.
+
+Host:  python tests/system/vm.py [--results DIR] [--timeout S] [-- PYTEST_ARGS...]
+Guest: python tests/system/vm.py --guest --results DIR [-- PYTEST_ARGS...] (run by the host)
+"""
+import argparse
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_RESULTS_DIR = PROJECT_DIR / "tests" / "system" / "results"
+DEFAULT_PYTEST_ARGS = ["tests/system", "-v"]
+
+# conftest.py reads these: they prove the tests run inside the VM and name what it set up.
+IN_VM_ENV = "PYLON_VENUS_SYSTEM_VM"
+RESULTS_DIR_ENV = "PYLON_VENUS_SYSTEM_RESULTS"
+VCAN_ENV = "PYLON_VENUS_SYSTEM_VCAN"
+
+VCAN_INTERFACES = ("vcan0", "vcan1")
+CAN_MODULES = ("can-raw", "can-bcm", "can-gw", "vcan", "vxcan")
+
+# Modules that udev would load for qemu's emulated hardware (KVM, CD-ROM, AHCI, watchdogs,
+# accelerated crypto...). None is needed, and loading them under emulation costs ~15 s.
+UNNEEDED_MODULES = (
+    "kvm", "kvm_amd", "kvm_intel", "ccp", "irqbypass", "sr_mod", "cdrom", "sg", "ahci",
+    "iTCO_wdt", "intel_pmc_bxt", "i6300esb", "evdev", "psmouse", "serio_raw", "pcspkr",
+    "i2c_i801", "lpc_ich", "qemu_fw_cfg", "button", "powernow_k8", "acpi_cpufreq",
+    "crct10dif_pclmul", "crc32_pclmul", "crc32c_intel", "ghash_clmulni_intel",
+    "sha1_ssse3", "sha256_ssse3", "sha512_ssse3", "aesni_intel",
+)
+
+# Exit code when no test result exists because the VM failed; distinct from pytest's 0-5.
+VM_FAILED = 100
+
+EXIT_CODE_FILE = "exit_code"
+SETUP_ERROR_FILE = "setup_error"
+PYTEST_LOG_FILE = "pytest.log"
+JUNIT_FILE = "junit.xml"
+ARTIFACTS_DIR = "artifacts"  # per-test files (candump logs); conftest.py writes there
+
+
+class VmError(Exception):
+    """The VM could not be started or set up; the message says why and what to do."""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parse_args(argv)
+    if args.guest:
+        return guest_main(Path(args.results), args.pytest_args)
+    try:
+        return host_main(args)
+    except VmError as error:
+        print("system tests: FAILED, the VM could not run them: %s" % error, file=sys.stderr)
+        return VM_FAILED
+
+
+def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--results", default=str(DEFAULT_RESULTS_DIR),
+                        help="folder for junit.xml, pytest.log, exit_code (emptied first)")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds for boot plus the whole suite before the VM is killed")
+    parser.add_argument("--kernel", help="kernel image to boot (default: newest /boot/vmlinuz-* "
+                                         "whose modules include vcan)")
+    parser.add_argument("--memory", default="1G", help="guest memory, qemu syntax")
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("pytest_args", nargs="*",
+                        help="arguments for pytest after --, default: %s"
+                             % " ".join(DEFAULT_PYTEST_ARGS))
+    args = parser.parse_args(argv)
+    if args.timeout <= 0:
+        parser.error("--timeout must be a positive number of seconds, got %s" % args.timeout)
+    return args
+
+
+# --------------------------------------------------------------------------- host side
+
+def host_main(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    vng = _venv_tool("vng")
+    kernel = Path(args.kernel) if args.kernel else find_can_kernel()
+    if not kernel.is_file():
+        raise VmError("kernel image %s does not exist" % kernel)
+    if shutil.which("qemu-system-x86_64") is None:
+        raise VmError("qemu-system-x86_64 is missing: run dev/install-vm-deps.sh as root")
+    results = _fresh_results_dir(Path(args.results))
+
+    guest_command = [sys.executable, str(Path(__file__).resolve()), "--guest",
+                     "--results", str(results), "--"] + (args.pytest_args or DEFAULT_PYTEST_ARGS)
+    command = [
+        str(vng), "--run", str(kernel),
+        "--disable-kvm",       # KVM does not work on these machines
+        "--force-9p",          # Debian 12 has no Rust virtiofsd; vng would wait 3 s to find out
+        "--cpus", str(args.cpus), "--memory", args.memory,
+        "--cwd", str(PROJECT_DIR),
+        "--rwdir=%s" % results,
+        "--append", "modprobe.blacklist=" + ",".join(UNNEEDED_MODULES),
+        "--exec", shlex.join(guest_command),
+    ]
+    print("system tests: booting %s in a VM (no KVM), then: pytest %s"
+          % (kernel.name, " ".join(args.pytest_args or DEFAULT_PYTEST_ARGS)), flush=True)
+    vng_exit = _run_streaming(command, args.timeout, env=_path_with(vng.parent))
+    return _collect_result(results, vng_exit, time.monotonic() - started)
+
+
+def find_can_kernel() -> Path:
+    """The newest installed kernel whose module tree has vcan (Debian's linux-image-amd64)."""
+    candidates = []
+    for image in Path("/boot").glob("vmlinuz-*"):
+        version = image.name[len("vmlinuz-"):]
+        if any(Path("/lib/modules", version).glob("kernel/drivers/net/can/vcan.ko*")):
+            candidates.append((_version_key(version), image))
+    if not candidates:
+        raise VmError("no /boot/vmlinuz-* with vcan in /lib/modules/<version>: "
+                      "run dev/install-vm-deps.sh as root (installs linux-image-amd64)")
+    return max(candidates)[1]
+
+
+def _version_key(version: str) -> List[object]:
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"[.\-+]", version)]
+
+
+def _venv_tool(name: str) -> Path:
+    tool = Path(sys.executable).parent / name
+    if not tool.exists():
+        raise VmError("%s is missing beside %s: run dev/install-vm-deps.sh (pip installs "
+                      "virtme-ng into the venv)" % (name, sys.executable))
+    return tool
+
+
+def _path_with(directory: Path) -> dict:
+    """vng runs virtme-run through PATH, so the venv's bin must be on it."""
+    env = dict(os.environ)
+    env["PATH"] = "%s%s%s" % (directory, os.pathsep, env.get("PATH", os.defpath))
+    return env
+
+
+def _fresh_results_dir(results: Path) -> Path:
+    """Create the folder, removing only what an earlier run left in it."""
+    results = results.resolve()
+    results.mkdir(parents=True, exist_ok=True)
+    for name in (EXIT_CODE_FILE, SETUP_ERROR_FILE, PYTEST_LOG_FILE, JUNIT_FILE):
+        (results / name).unlink(missing_ok=True)
+    shutil.rmtree(str(results / ARTIFACTS_DIR), ignore_errors=True)
+    return results
+
+
+def _run_streaming(command: List[str], timeout_s: float, env: dict) -> int:
+    """Run vng, copying its output here line by line; kill the whole VM after timeout_s.
+
+    Its output goes through a pipe on purpose: qemu reopens /proc/self/fd/1, which truncates
+    stdout when that is a regular file (a CI log), so vng must never write to it directly.
+    """
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    pump = threading.Thread(target=_copy_output, args=(process.stdout,), daemon=True)
+    pump.start()
+    try:
+        exit_code = process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        raise VmError("the VM ran longer than %.0f s and was killed (see the output above "
+                      "for the test it hung in; --timeout changes the limit)" % timeout_s)
+    except BaseException:
+        _kill_group(process)
+        raise
+    pump.join(timeout=5)
+    return exit_code
+
+
+def _copy_output(stream) -> None:
+    for line in iter(stream.readline, b""):
+        sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    for sig, grace_s in ((signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _collect_result(results: Path, vng_exit: int, elapsed_s: float) -> int:
+    setup_error = results / SETUP_ERROR_FILE
+    if setup_error.exists():
+        raise VmError("the VM booted but its CAN setup failed: %s"
+                      % setup_error.read_text().strip())
+    exit_file = results / EXIT_CODE_FILE
+    if not exit_file.exists():
+        raise VmError("vng exited with %d before pytest wrote %s (the VM did not boot or "
+                      "the guest crashed; vng's output is above)" % (vng_exit, exit_file))
+    pytest_exit = int(exit_file.read_text())
+    print("system tests: pytest exit %d after %.0f s in the VM; results in %s"
+          % (pytest_exit, elapsed_s, results), file=sys.stderr, flush=True)
+    return pytest_exit
+
+
+# -------------------------------------------------------------------------- guest side
+
+def guest_main(results: Path, pytest_args: List[str]) -> int:
+    """Inside the VM: load the CAN modules, create the vcan interfaces, run pytest."""
+    try:
+        _set_up_can()
+    except VmError as error:
+        (results / SETUP_ERROR_FILE).write_text("%s\n" % error)
+        print("system tests: CAN setup in the VM failed: %s" % error, flush=True)
+        return VM_FAILED
+    print("system tests: kernel %s, booted in %.1f s, modules %s, interfaces %s"
+          % (os.uname().release, _uptime_s(), " ".join(CAN_MODULES), " ".join(VCAN_INTERFACES)),
+          flush=True)
+
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+    env.update({IN_VM_ENV: "1", RESULTS_DIR_ENV: str(results), VCAN_ENV: ",".join(VCAN_INTERFACES)})
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+               "--junitxml", str(results / JUNIT_FILE)] + (pytest_args or DEFAULT_PYTEST_ARGS)
+    with (results / PYTEST_LOG_FILE).open("wb") as log:
+        process = subprocess.Popen(command, cwd=str(PROJECT_DIR), env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT)
+        for line in iter(process.stdout.readline, b""):
+            log.write(line)
+            sys.stdout.buffer.write(line)
+            sys.stdout.flush()
+        exit_code = process.wait()
+    (results / EXIT_CODE_FILE).write_text("%d\n" % exit_code)
+    return exit_code
+
+
+def _set_up_can() -> None:
+    for module in CAN_MODULES:
+        _guest_run(["modprobe", module], "load kernel module %s" % module)
+    for name in VCAN_INTERFACES:
+        _guest_run(["ip", "link", "add", "dev", name, "type", "vcan"], "create %s" % name)
+        _guest_run(["ip", "link", "set", name, "up"], "bring %s up" % name)
+
+
+def _guest_run(command: List[str], purpose: str) -> None:
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as error:
+        raise VmError("cannot %s: %s" % (purpose, error))
+    if done.returncode != 0:
+        raise VmError("cannot %s: `%s` exited %d: %s" % (
+            purpose, " ".join(command), done.returncode, done.stdout.decode(errors="replace").strip()))
+
+
+def _uptime_s() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""The decode tool's core on a candump log built from the US5000 captures (PYLON_CAN.md §2.8).
+
+The log (data/us5000_candump.log) holds the six V1.2 frames, a standard and a 29-bit 0x305, a
+short frame, an unknown id (Eco-Worthy's 0x370), a malformed line, a remote frame, a blank
+line and the second US5000 capture. Expected values are the capture's own decoding in §2.8.
+"""
+import json
+import os
+
+import pytest
+
+from protocol import profiles
+from protocol.decode import decode_line, decode_lines
+
+LOG = os.path.join(os.path.dirname(__file__), "data", "us5000_candump.log")
+
+EXPECTED = [
+    {"t": 1700000000.0, "id": 0x351, "name": "limits",
+     "fields": {"charge_voltage_v": 53.2, "charge_current_a": 480.0, "discharge_current_a": 480.0,
+                "discharge_voltage_v": 45.0}},
+    {"t": 1700000000.01, "id": 0x355, "name": "state_of_charge", "fields": {"soc_pct": 88, "soh_pct": 94}},
+    {"t": 1700000000.02, "id": 0x356, "name": "measurements",
+     "fields": {"voltage_v": 49.86, "current_a": -27.0, "temperature_c": 36.3}},
+    {"t": 1700000000.03, "id": 0x359, "name": "protection_alarm", "fields": {"protection": [], "alarm": [],
+                                                                              "modules": 6}},
+    {"t": 1700000000.04, "id": 0x35C, "name": "requests",
+     "fields": {"charge_enable": True, "discharge_enable": True, "force_charge_1": False, "force_charge_2": False,
+                "full_charge": False}},
+    {"t": 1700000000.05, "id": 0x35E, "name": "manufacturer", "fields": {"manufacturer": "PYLON"}},
+    {"t": 1700000000.1, "id": 0x305, "name": "keepalive", "fields": {}},
+    {"t": 1700000000.2, "id": 0x305, "extended": True, "name": "keepalive", "fields": {}},
+    {"t": 1700000000.3, "id": 0x356, "line": 9,
+     "error": "0x356 (measurements) has 3 data bytes; at least 6 are needed"},
+    {"t": 1700000000.4, "id": 0x370, "name": "unknown", "fields": {}, "data": "76006C00CF0CCA0C"},
+    {"line": 11, "error": "not a candump -l line, expected '(TIME) INTERFACE ID#DATA': "
+                          "'this line was cut by a full disk'"},
+    {"t": 1700000000.5, "id": 0x305, "line": 12, "error": "remote frame (RTR) '305#R' carries no data to decode"},
+    {"t": 1700000001.0, "id": 0x351, "name": "limits",
+     "fields": {"charge_voltage_v": 53.2, "charge_current_a": 120.0, "discharge_current_a": 160.0,
+                "discharge_voltage_v": 45.0}},
+    {"t": 1700000001.02, "id": 0x356, "name": "measurements",
+     "fields": {"voltage_v": 49.96, "current_a": -1.5, "temperature_c": 5.5}},
+]
+
+
+def test_decodes_the_log_and_goes_on_after_errors():
+    with open(LOG) as log:
+        records = list(decode_lines(log, profiles.get("pylon")))
+    assert records == EXPECTED
+    json.dumps(records)  # the CLI prints them as JSON
+
+
+def test_timestamps_keep_microseconds():
+    record = decode_line("(1700000000.123456) can0 35C#C000", profiles.get("pylon"))
+    assert record["t"] == 1700000000.123456
+
+
+@pytest.mark.parametrize("line, error", [
+    ("(1700000000.1) can0 0305#00", "expected 3 hex digits (11-bit) or 8 (29-bit)"),
+    ("(1700000000.1) can0 800#00", "above 0x7FF"),
+    ("(1700000000.1) can0 351##112233", "CAN FD"),
+    ("(1700000000.1) can0 351#1402C", "pairs of hex digits"),
+    ("(1700000000.1) can0 351#14ZZ", "pairs of hex digits"),
+    ("(1700000000.1) can0 351#000102030405060708", "at most 8"),
+    ("(1700000000.1) can0 351", "no '#'"),
+    ("(yesterday) can0 351#00", "timestamp 'yesterday' is not a number"),
+    ("", "not a candump -l line"),
+])
+def test_malformed_lines_name_the_problem(line, error):
+    record = decode_line(line, profiles.get("pylon"))
+    assert error in record["error"]
+    assert "name" not in record
+
+
+def test_the_profile_decides_what_an_id_means():
+    line = "(1700000000.1) can0 305#0A02" + "6AFF" + "EA00" + "6B03"  # 52.2 V, -15.0 A, 23.4 degC, 87.5 %
+    record = decode_line(line, profiles.get("sma_si"))
+    assert record["name"] == "si_battery"
+    assert record["fields"] == {"battery_voltage_v": 52.2, "battery_current_a": 15.0,  # + = charging
+                                "battery_temperature_c": 23.4, "soc_pct": 87.5}
+    assert decode_line(line, profiles.get("pylon"))["name"] == "keepalive"
+
+
+def test_lowercase_hex_and_29_bit_foreign_ids():
+    record = decode_line("(1.5) vcan0 18ff50e5#0102", profiles.get("pylon"))
+    assert record == {"t": 1.5, "id": 0x18FF50E5, "extended": True, "name": "unknown", "fields": {}, "data": "0102"}

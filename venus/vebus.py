@@ -1,0 +1,193 @@
+"""The inverter on Venus as ``com.victronenergy.vebus.<suffix>`` (VENUS.md §6, checklist §16).
+
+Every path exists, ``/DeviceInstance`` first, before the name is claimed. Values come from
+three places: the battery monitor (``/Dc/0/*``, ``/Soc``), the decision bms_tx sends
+(``/State``, ``/VebusChargeState``, alarms) and the inverter's own telemetry (AC paths: only
+the Sunny Island sends any; for other profiles they stay invalid, never zero). Venus writes
+the DVCC limits, the user's charge current limit and ``/Mode``; ``on_write(path, value)`` is
+told of every accepted write.
+
+Deliberately absent: ``/Interfaces/Mk2/*`` (systemcalc would refuse a vebus on a USB port as
+the main Multi, §6.1), ``/Hub4/*`` (no ESS control), ``/Devices/0/Assistants`` (systemcalc
+would write ``/Soc``), ``/Devices/Bms/Version`` (the GUI would lock the limits, §6.8).
+"""
+from typing import Callable, Dict, Optional
+
+from venus import dvcc
+from venus.busitem import BusService
+from venus.energy import PATHS as ENERGY_PATHS
+from venus.identity import add_identity
+
+CLASS = "com.victronenergy.vebus"
+# At least VEBUS_FIRMWARE_REQUIRED (0x422), or DVCC raises /Dvcc/Alarms/FirmwareInsufficient and
+# writes no limits (§6.8); 0x510 is what the multiplus emulator known to work with DVCC reports.
+FIRMWARE_VERSION = 0x510
+PRODUCT_NAMES = {"sma_si": "SMA Sunny Island", "deye": "Deye inverter", "solark": "Sol-Ark inverter",
+                 "luxpower": "Luxpower/EG4 inverter"}
+# Deye ignores CCL/DCL = 0 (PYLON_CAN.md §6), so it cannot carry out a mode that forbids charge or discharge.
+PROFILES_IGNORING_ZERO_LIMITS = ("deye",)
+# /State (§6.5)
+STATE_OFF, STATE_FAULT, STATE_INVERTING = 0, 2, 9
+PHASE_STATES = {"bulk": 3, "absorption": 4, "float": 5}
+# /VebusChargeState (§6.5)
+PHASE_CHARGE_STATES = {"bulk": 1, "absorption": 2, "float": 3}
+# battery current (A) below minus this counts as the inverter inverting, not as measurement noise
+DISCHARGE_DEADBAND_A = 1.0
+ACTIVE_INPUT_1, ACTIVE_INPUT_DISCONNECTED = 0, 240
+SI_OPERATING_FAILURE = 4   # 0x306 byte 3 (PYLON_CAN.md §4.3)
+LINES = (1, 2, 3)
+# vebus alarm path -> (report alarms that make it a warning, report protections that make it an alarm)
+ALARM_PATHS = (
+    ("/Alarms/LowBattery", ("low_voltage",), ("under_voltage",)),
+    ("/Alarms/HighDcVoltage", ("high_voltage",), ("over_voltage",)),
+    ("/Alarms/HighDcCurrent", ("charge_high_current", "discharge_high_current"),
+     ("charge_over_current", "discharge_over_current")),
+)
+AC_PATHS = tuple(
+    ["/Ac/ActiveIn/L%d/%s" % (line, what) for line in LINES for what in ("V", "F", "P")]
+    + ["/Ac/Out/L%d/%s" % (line, what) for line in LINES for what in ("V", "F", "P")]
+    + ["/Ac/ActiveIn/P", "/Ac/Out/P", "/Ac/ActiveIn/Connected", "/Ac/ActiveIn/ActiveInput",
+       "/Ac/State/AcIn1Available", "/Ac/NumberOfPhases", "/Ac/NumberOfAcInputs"])
+MEASURED_PATHS = ("/Dc/0/Voltage", "/Dc/0/Current", "/Dc/0/Power", "/Dc/0/Temperature", "/Soc",
+                  "/State", "/VebusChargeState") + tuple(path for path, _, _ in ALARM_PATHS)
+
+
+def mode_adjustable(profile: str) -> bool:
+    return profile not in PROFILES_IGNORING_ZERO_LIMITS
+
+
+def vebus_state(link: str, frames: dict, current_a: Optional[float], fields: dict) -> Optional[int]:
+    """/State: off while the inverter is silent, fault, inverting while discharging, else the charge phase."""
+    if link == "down":
+        return STATE_OFF
+    report, phase = frames.get("report"), frames.get("phase")
+    if report is None or phase is None:
+        return None
+    if "system_error" in report.get("protection", ()) or fields.get("operating_state") == SI_OPERATING_FAILURE:
+        return STATE_FAULT
+    if current_a is not None and current_a < -DISCHARGE_DEADBAND_A:
+        return STATE_INVERTING
+    return PHASE_STATES.get(phase)
+
+
+def alarm_levels(report: Optional[dict]) -> Dict[str, Optional[int]]:
+    """0 ok, 1 warning, 2 alarm per vebus alarm path; invalid before the first decision."""
+    levels = {}
+    for path, warnings, alarms in ALARM_PATHS:
+        if report is None:
+            levels[path] = None
+        elif set(alarms) & set(report.get("protection", ())):
+            levels[path] = 2
+        elif set(warnings) & set(report.get("alarm", ())):
+            levels[path] = 1
+        else:
+            levels[path] = 0
+    return levels
+
+
+def sunny_island_ac(fields: dict) -> Dict[str, Optional[float]]:
+    """The AC paths from the Sunny Island's broadcast (PYLON_CAN.md §4.3); invalid where it said nothing."""
+    values: Dict[str, Optional[float]] = dict.fromkeys(AC_PATHS)
+    if not fields:
+        return values
+    phases = sum(1 for line in LINES if (fields.get("ac_out_l%d_voltage_v" % line) or 0) > 0)
+    for line in LINES[:phases]:
+        values["/Ac/Out/L%d/V" % line] = fields.get("ac_out_l%d_voltage_v" % line)
+        values["/Ac/Out/L%d/F" % line] = fields.get("ac_out_frequency_hz")
+        values["/Ac/ActiveIn/L%d/V" % line] = fields.get("ac_in_l%d_voltage_v" % line)
+        values["/Ac/ActiveIn/L%d/F" % line] = fields.get("ac_in_frequency_hz")
+        values["/Ac/ActiveIn/L%d/P" % line] = fields.get("ac_in_l%d_power_w" % line)
+    if phases == 1:
+        values["/Ac/Out/L1/P"] = fields.get("ac_out_power_w")
+    values["/Ac/ActiveIn/P"] = fields.get("ac_in_power_w")
+    values["/Ac/Out/P"] = fields.get("ac_out_power_w")
+    closed = fields.get("ac_in_relay_closed")
+    if closed is not None:
+        values["/Ac/ActiveIn/Connected"] = int(bool(closed))
+        values["/Ac/ActiveIn/ActiveInput"] = ACTIVE_INPUT_1 if closed else ACTIVE_INPUT_DISCONNECTED
+    available = fields.get("ac_in_voltage_valid")
+    values["/Ac/State/AcIn1Available"] = None if available is None else int(bool(available))
+    values["/Ac/NumberOfPhases"] = phases or None
+    values["/Ac/NumberOfAcInputs"] = 1
+    return values
+
+
+class VebusService:
+    def __init__(self, bus, cfg, process_version: str, device_instance: int, custom_name: str, mode: int,
+                 restored_limits: Dict[str, Optional[float]], on_write: Callable[[str, object], None]):
+        self.profile = cfg.inverter.profile
+        self.on_write = on_write
+        self.service = BusService(bus, "%s.%s" % (CLASS, cfg.venus.service_suffix))
+        add_identity(self.service, process_version, "Pylon CAN %s" % cfg.can.channel, device_instance,
+                     cfg.venus.product_id, PRODUCT_NAMES.get(self.profile, "Inverter (Pylon CAN)"), FIRMWARE_VERSION)
+        self.service.add_path("/CustomName", custom_name, writeable=True, kind=str, check=self._accept)
+        for path in MEASURED_PATHS + AC_PATHS:
+            self.service.add_path(path, None)
+        adjustable = mode_adjustable(self.profile)
+        self.service.add_path("/Mode", mode if adjustable else dvcc.MODE_ON, writeable=adjustable, kind=int,
+                              check=self._accept_mode)
+        self.service.add_path("/ModeIsAdjustable", int(adjustable))
+        for path in tuple(dvcc.LIMITS) + (dvcc.USER_CHARGE_CURRENT,):
+            self.service.add_path(path, restored_limits.get(path), writeable=True, kind=float, check=self._accept_limit)
+        for path in ENERGY_PATHS.values():
+            self.service.add_path(path, None)
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    def register(self) -> None:
+        self.service.register()
+
+    def _accept(self, path: str, value) -> bool:
+        self.on_write(path, value)
+        return True
+
+    def _accept_mode(self, path: str, value) -> bool:
+        return value in dvcc.MODE_PERMITS and self._accept(path, value)
+
+    def _accept_limit(self, path: str, value) -> bool:
+        return dvcc.valid_limit(path, value) and self._accept(path, value)
+
+    @property
+    def mode(self) -> int:
+        return self.service["/Mode"]
+
+    def set_local(self, path: str, value) -> None:
+        """A value changed elsewhere (localsettings) for a writeable path: publish it."""
+        if path == "/Mode" and not mode_adjustable(self.profile):
+            return
+        self.service[path] = value
+
+    def written(self, restored_at: float) -> dvcc.Written:
+        """The DVCC and user limits as Venus wrote them, with the time of the last write."""
+        written = {}
+        for path in tuple(dvcc.LIMITS) + (dvcc.USER_CHARGE_CURRENT,):
+            at = self.service.written_at(path)
+            written[path] = (self.service[path], restored_at if at is None else at)
+        return written
+
+    def refresh(self, battery: Optional[dict], frames: Optional[dict], inverter: Optional[dict],
+                energy: Dict[str, Optional[float]]) -> None:
+        battery, frames, inverter = battery or {}, frames or {}, inverter or {}
+        voltage, current = battery.get("voltage_v"), battery.get("current_a")
+        fields = inverter.get("fields") or {}
+        link = inverter.get("link", "unknown")
+        values = {
+            "/Dc/0/Voltage": voltage,
+            "/Dc/0/Current": current,
+            "/Dc/0/Power": None if voltage is None or current is None else voltage * current,
+            "/Dc/0/Temperature": battery.get("temperature_c"),
+            "/Soc": battery.get("soc_pct"),
+            "/Connected": 0 if link == "down" else 1,
+            "/State": vebus_state(link, frames, current, fields),
+            "/VebusChargeState": PHASE_CHARGE_STATES.get(frames.get("phase")),
+        }
+        values.update(alarm_levels(frames.get("report")))
+        if self.profile == "sma_si":
+            values.update(sunny_island_ac(fields))
+        values.update(energy)
+        self.service.update(values)
+
+    def close(self) -> None:
+        self.service.close()

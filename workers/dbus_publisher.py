@@ -1,0 +1,222 @@
+"""dbus_publisher: the Venus side — battery monitor in, inverter out, DVCC and settings in.
+
+One GLib main loop on the system bus (in a simulation the supervisor points it at a private
+daemon). It follows the battery monitor by signals into the "battery" slot, publishes the
+inverter as a vebus service (and, if configured, our decision as a battery service), keeps
+the energy counters, and writes what Venus asks of the inverter (DVCC limits, /Mode, runtime
+settings) into the "dvcc" slot for bms_tx. Shared-memory slots are read on a 1 s timer; no
+D-Bus call ever blocks the loop. Every timer and callback is guarded: an exception is logged,
+never the end of the process.
+"""
+import functools
+import time
+from typing import Dict, Optional
+
+import dbus
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+
+from supervisor import VERSION
+from venus import dvcc
+from venus.battery_monitor import BatteryMonitorFollower
+from venus.battery_service import BmsBatteryService
+from venus.busitem import NameTaken
+from venus.energy import EnergyCounters, split_flows
+from venus.identity import device_instance_of
+from venus.settings import DeviceSetting, VenusSettings
+from venus.vebus import VebusService
+
+POLL_S = 1.0
+# a gap in the inverter's power readings longer than this is not integrated (link lost, worker stalled)
+MAX_ENERGY_GAP_S = 5 * POLL_S
+
+
+def guarded(log, function, repeat: bool = True):
+    """A GLib callback that logs an exception instead of dying; ``repeat``: keep the source."""
+    @functools.wraps(function)
+    def call(*args):
+        try:
+            function(*args)
+        except Exception:
+            log.exception("%s failed", function.__name__)
+        return repeat
+    return call
+
+
+def setting_overrides(values: Dict[str, object], cfg) -> Dict[str, object]:
+    """The runtime settings that differ from the configuration file: all bms_tx needs to apply."""
+    overrides = {}
+    for key, value in values.items():
+        section, name = key.split(".", 1)
+        if getattr(getattr(cfg, section), name) != value:
+            overrides[key] = value
+    return overrides
+
+
+class DbusPublisher:
+    def __init__(self, worker, bus):
+        self.worker = worker
+        self.cfg = cfg = worker.cfg
+        self.log = worker.log
+        self.bus = bus
+        self.loop = GLib.MainLoop()
+        self.failure: Optional[Exception] = None
+        self.started = time.monotonic()
+        self.previous_dvcc = worker.state.read("dvcc") or {}
+        device_key = "/Settings/Devices/pylonvenus_%s" % cfg.venus.service_suffix
+        self.instance_setting = DeviceSetting(device_key + "/ClassAndVrmInstance", "vebus:%d" % cfg.venus.device_instance)
+        self.bms_instance_setting = DeviceSetting(device_key + "_bms/ClassAndVrmInstance",
+                                                  "battery:%d" % cfg.venus.device_instance)
+        self.name_setting = DeviceSetting(device_key + "/CustomName", "")
+        self.mode_setting = DeviceSetting(device_key + "/Mode", dvcc.MODE_ON, dvcc.MODE_CHARGER_ONLY, dvcc.MODE_OFF)
+        device_settings = [self.instance_setting, self.name_setting, self.mode_setting]
+        if cfg.venus.bms_service:
+            device_settings.append(self.bms_instance_setting)
+        self.settings = VenusSettings(bus, cfg, device_settings, self._settings_ready, self._setting_changed, self.log)
+        self.follower = None
+        if cfg.battery.source in ("dbus", "simulated"):
+            own = ["com.victronenergy.battery.%s" % cfg.venus.service_suffix] if cfg.venus.bms_service else []
+            self.follower = BatteryMonitorFollower(bus, self._battery_changed, cfg.battery.service, own,
+                                                   cfg.dbus.refresh_s, worker.state.read("battery"), log=self.log)
+        self.energy = EnergyCounters(cfg.venus.energy_file, self.log)
+        self.last_power = None      # (time, ac_in_w, ac_out_w) of the last usable reading
+        self.vebus: Optional[VebusService] = None
+        self.bms: Optional[BmsBatteryService] = None
+        self.last_dvcc = None
+        self.decision_missing_logged = False
+
+    # ---- start-up: settings first (device instance), then the services ----------------------
+
+    def start(self) -> None:
+        self.settings.start()
+        if self.follower is not None:
+            self.follower.start()
+        GLib.timeout_add(int(self.cfg.watchdog.heartbeat_interval_s * 1000), guarded(self.log, self._beat))
+        GLib.timeout_add(int(POLL_S * 1000), guarded(self.log, self._poll))
+        GLib.timeout_add(int(self.cfg.venus.energy_save_interval_s * 1000), guarded(self.log, self.energy.save))
+
+    def _settings_ready(self, values: Dict[str, object]) -> None:
+        try:
+            self._publish_services(values)
+        except NameTaken as error:
+            self.failure = error
+            self.loop.quit()
+
+    def _publish_services(self, values: Dict[str, object]) -> None:
+        cfg = self.cfg
+        mode = values.get(self.mode_setting.path, self.previous_dvcc.get("mode", dvcc.MODE_ON))
+        restored = self.previous_dvcc.get("written") or {}
+        self.vebus = VebusService(
+            self.bus, cfg, VERSION,
+            device_instance_of(values.get(self.instance_setting.path), cfg.venus.device_instance),
+            values.get(self.name_setting.path, ""), mode if mode in dvcc.MODE_PERMITS else dvcc.MODE_ON,
+            {path: value for path, value in restored.items() if dvcc.valid_limit(path, value)}, self._vebus_written)
+        if cfg.venus.bms_service:
+            self.bms = BmsBatteryService(
+                self.bus, cfg, VERSION,
+                device_instance_of(values.get(self.bms_instance_setting.path), cfg.venus.device_instance))
+        self._refresh_services(time.monotonic())
+        for service in (self.vebus, self.bms):
+            if service is not None:
+                service.register()
+                self.log.info("published %s", service.name)
+        self._publish_dvcc()
+
+    # ---- inputs ------------------------------------------------------------------------------
+
+    def _battery_changed(self, snapshot: dict) -> None:
+        self.worker.state.write("battery", snapshot)
+
+    def _setting_changed(self, path: str, value) -> None:
+        if self.vebus is not None:
+            if path == self.name_setting.path and isinstance(value, str):
+                self.vebus.set_local("/CustomName", value)
+            elif path == self.mode_setting.path and value in dvcc.MODE_PERMITS:
+                self.vebus.set_local("/Mode", value)
+        self._publish_dvcc()
+
+    def _vebus_written(self, path: str, value) -> None:
+        """Venus wrote to the vebus service; the value is stored right after this returns."""
+        if path == "/CustomName":
+            self.settings.write(self.name_setting.path, value)
+        elif path == "/Mode":
+            self.settings.write(self.mode_setting.path, value)
+        GLib.idle_add(guarded(self.log, self._publish_dvcc, repeat=False))
+
+    # ---- outputs -----------------------------------------------------------------------------
+
+    def _publish_dvcc(self) -> None:
+        if self.vebus is None:
+            return
+        written = self.vebus.written(self.started)
+        slot = dvcc.dvcc_slot(written, self.vebus.mode, setting_overrides(self.settings.values, self.cfg),
+                              time.monotonic(), self.cfg.dbus.dvcc_timeout_s)
+        slot["written"] = {path: value for path, (value, _) in written.items()}
+        if slot != self.last_dvcc:
+            self.worker.state.write("dvcc", slot)
+            self.last_dvcc = slot
+
+    def _integrate_energy(self, inverter: dict, now: float) -> None:
+        fields = inverter.get("fields") or {}
+        ac_in, ac_out = fields.get("ac_in_power_w"), fields.get("ac_out_power_w")
+        if inverter.get("link") != "up" or ac_in is None or ac_out is None:
+            self.last_power = None
+            return
+        if self.last_power is not None and now - self.last_power[0] <= MAX_ENERGY_GAP_S:
+            self.energy.add(split_flows(self.last_power[1], self.last_power[2]), now - self.last_power[0])
+        self.last_power = (now, float(ac_in), float(ac_out))
+
+    def _poll(self) -> None:
+        now = time.monotonic()
+        if self.follower is not None:
+            self.follower.reread_if_silent()
+        self._refresh_services(now)
+        self._publish_dvcc()
+
+    def _refresh_services(self, now: float) -> None:
+        state = self.worker.state
+        inverter = state.read("inverter") or {}
+        self._integrate_energy(inverter, now)
+        if self.vebus is None:
+            return
+        battery, frames = state.read("battery"), state.read("frames") or {}
+        self.vebus.refresh(battery, frames, inverter, self.energy.values())
+        if self.bms is not None:
+            self._refresh_bms(battery, frames)
+
+    def _refresh_bms(self, battery: Optional[dict], frames: dict) -> None:
+        decision = frames.get("decision")
+        if decision is None and frames and not self.decision_missing_logged:
+            self.log.error("the frames slot has no 'decision' (the limits before DVCC): /Info/* stays invalid, "
+                           "publishing the DVCC-bounded limits would ratchet the charge current down")
+            self.decision_missing_logged = True
+        self.bms.refresh(battery, decision)
+
+    def _beat(self) -> None:
+        if self.worker.stopping.is_set():
+            self.loop.quit()
+            return
+        self.worker.beat(vebus=self.vebus.name if self.vebus else None,
+                         battery_service=self.follower.selected if self.follower else None,
+                         localsettings=self.settings.present)
+
+    def stop(self) -> None:
+        self.energy.save()
+        for service in (self.bms, self.vebus):
+            if service is not None:
+                service.close()
+        if self.follower is not None:
+            self.follower.stop()
+
+
+def run(worker) -> None:
+    DBusGMainLoop(set_as_default=True)
+    bus = dbus.SystemBus()
+    publisher = DbusPublisher(worker, bus)
+    publisher.start()
+    try:
+        publisher.loop.run()
+    finally:
+        publisher.stop()
+    if publisher.failure is not None:
+        raise publisher.failure
