@@ -125,14 +125,15 @@ state_add() {
 }
 
 # --- files -----------------------------------------------------------------------------
-# One line per path under $1: type and mode, then one per file: its SHA-256.
-tree_manifest() {
-    (cd "$1" && find . -exec stat -c '%A %n' {} + | LC_ALL=C sort && find . -type f -exec sha256sum {} + | LC_ALL=C sort)
+# File-tree work is done by service/install_tree.py: Python is on every target, the busybox
+# options a shell would need are not.
+tree() {
+    "$python" "$source_dir/service/install_tree.py" "$@"
 }
 
-# Puts the staged directory $1 in place of $2, unless both hold the same files.
+# Puts the staged directory $1 in place of $2, unless both hold the same files and modes.
 replace_dir() {
-    if [ -d "$2" ] && [ "$(tree_manifest "$1")" = "$(tree_manifest "$2")" ]; then
+    if [ -d "$2" ] && [ "$(tree manifest "$1")" = "$(tree manifest "$2")" ]; then
         return 0
     fi
     rm -rf "$2.old"
@@ -168,8 +169,7 @@ install_link() {
 }
 
 # The runtime: top-level modules, config.toml, and every folder of Python modules (packages
-# and namespace packages such as venus/) but the tests and developer tools; no byte code,
-# and modes that depend only on whether a file is executable.
+# and namespace packages such as venus/) but the tests and developer tools.
 stage_app() {
     app=$1
     mkdir -p "$app"
@@ -187,10 +187,7 @@ stage_app() {
             fi
         done
     done
-    find "$app" -name __pycache__ -prune -exec rm -rf {} + -o -name '*.pyc' -exec rm -f {} +
-    find "$app" -type d -exec chmod 755 {} +
-    find "$app" -type f -perm -u+x -exec chmod 755 {} +
-    find "$app" -type f ! -perm -u+x -exec chmod 644 {} +
+    tree normalize "$app"
     for needed in supervisor.py config.py config.toml service/can_link.py; do
         [ -f "$app/$needed" ] || fail "$source_dir is not a pylon-venus source tree: $needed is missing"
     done
@@ -202,11 +199,7 @@ stage_lib() {
     for set_dir in "$vendor_dir"/py*/; do
         [ -f "$set_dir/SHA256SUMS" ] || continue
         set_name=$(basename "$set_dir")
-        (cd "$set_dir" && sha256sum -c SHA256SUMS >/dev/null) ||
-            fail "$set_dir: a wheel does not match SHA256SUMS; bundle again with dev/bundle-deps.sh"
-        mkdir -p "$1/$set_name"
-        "$python" -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
-            "$1/$set_name" "$set_dir"/*.whl
+        tree unpack "$1/$set_name" "$set_dir/SHA256SUMS" || fail "bundle again with dev/bundle-deps.sh"
         found="$found $set_name"
     done
     [ -n "$found" ] || fail "no bundled dependencies in $vendor_dir: run dev/bundle-deps.sh (needs PyPI) or use a release archive"
@@ -328,7 +321,7 @@ venus_profile_switch() {
         return
     fi
     if [ -z "$(state_get "can_profile_$channel")" ]; then
-        before=$(can_link "$root$prefix" venus-profile) || {
+        before=$(can_link "$root$prefix" venus-profile) && [ -n "$before" ] && [ -z "$(echo "$before" | tr -d 0-9)" ] || {
             say "could not read the Venus profile of $channel (above); plug the adapter in and run install.sh again" >&2
             return 0
         }

@@ -282,7 +282,7 @@ def cmd_decode(args, cfg) -> int:
 
 
 def cmd_replay(args, cfg) -> int:
-    from bms.replay import run_cli
+    from tools.replay import run_cli
     return run_cli(args.trace, cfg, sys.stdout, sys.stderr, plot_path=args.plot)
 
 

@@ -11,7 +11,7 @@ A row that cannot be used (not a number, time not increasing, implausible value)
 """
 import csv
 import math
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, TextIO, Union
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Union
 
 from bms.engine import BmsEngine, Decision
 from bms.reading import read
@@ -135,78 +135,3 @@ def replay(lines: Iterable[str], cfg) -> Iterator[Union[Dict[str, Any], ReplayEr
         yield decision_row(t, engine.step(snapshot, t))
     if names is None:
         yield ReplayError(max(number, 1), "no header: expected the columns %s" % ", ".join(REQUIRED))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, float):
-        return "%d" % value if value.is_integer() else "%.3f" % value
-    if isinstance(value, list):
-        return " ".join(value)
-    return str(value)
-
-
-def write_csv(rows: Iterable[Dict[str, Any]], out: TextIO) -> None:
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(ROW_KEYS + tuple("reason_" + key for key in REASONS))
-    for row in rows:
-        writer.writerow([_cell(row[key]) for key in ROW_KEYS] + [row["reasons"].get(key, "") for key in REASONS])
-
-
-def plot(rows: List[Dict[str, Any]], out_png: str) -> None:
-    """Charge voltage, currents and phase over time as a PNG (needs matplotlib, a development extra)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as pyplot
-    except ImportError:
-        raise RuntimeError("--plot needs matplotlib, which is not installed: pip install matplotlib") from None
-    decided = [row for row in rows if row["phase"] is not None]
-    hours = [row["t"] / 3600.0 for row in decided]
-    figure, (volts, amps, phase) = pyplot.subplots(3, 1, sharex=True, figsize=(10, 7))
-    volts.plot(hours, [row["charge_voltage_v"] for row in decided], label="CVL", drawstyle="steps-post")
-    volts.plot(hours, [row["discharge_voltage_v"] for row in decided], label="DVL", drawstyle="steps-post")
-    volts.set_ylabel("V")
-    amps.plot(hours, [row["charge_current_a"] for row in decided], label="CCL", drawstyle="steps-post")
-    amps.plot(hours, [row["discharge_current_a"] for row in decided], label="DCL", drawstyle="steps-post")
-    amps.set_ylabel("A")
-    phase.step(hours, [row["phase"] + ("" if row["freshness"] == "fresh" else " (%s)" % row["freshness"])
-                       for row in decided], where="post")
-    phase.set_xlabel("t (h)")
-    for axes in (volts, amps):
-        axes.legend(loc="best")
-        axes.grid(True)
-    figure.tight_layout()
-    figure.savefig(out_png)
-    pyplot.close(figure)
-
-
-def run_cli(trace_path: str, cfg, out: TextIO, err: TextIO, plot_path: Optional[str] = None) -> int:
-    """``supervisor.py replay``: rows as CSV on ``out``, problems on ``err``.
-
-    Exit code 0: every row replayed; 1: some rows were skipped; 2: nothing could be replayed
-    (the trace cannot be read, has no usable header or no usable row) or the plot failed.
-    """
-    try:
-        with open(trace_path, newline="") as handle:
-            results = list(replay(handle, cfg))
-    except (OSError, UnicodeDecodeError) as error:
-        err.write("%s: cannot be read: %s\n" % (trace_path, getattr(error, "strerror", None) or error))
-        return 2
-    rows = [result for result in results if not isinstance(result, ReplayError)]
-    errors = [result for result in results if isinstance(result, ReplayError)]
-    for error in errors:
-        err.write("%s:%d: %s\n" % (trace_path, error.line, error.problem))
-    if errors and not rows:
-        return 2
-    write_csv(rows, out)
-    if plot_path is not None:
-        try:
-            plot(rows, plot_path)
-        except (RuntimeError, OSError) as error:
-            err.write("%s: plot not written: %s\n" % (plot_path, error))
-            return 2
-    return 1 if errors else 0

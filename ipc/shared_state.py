@@ -34,14 +34,14 @@ SLOTS = (
 )
 
 _HEADER = struct.Struct("<8sII")          # magic, layout version, owner pid
-_SLOT_HEADER = struct.Struct("<QI4x")     # sequence, payload length
+_SLOT_HEADER_SIZE = 16                    # two aligned 64-bit words: sequence, payload length
 
 
 def _layout():
     offsets, offset = {}, _HEADER.size
     for name, capacity in SLOTS:
         offsets[name] = (offset, capacity)
-        offset += _SLOT_HEADER.size + capacity
+        offset += _SLOT_HEADER_SIZE + capacity
     return offsets, offset
 
 
@@ -79,6 +79,9 @@ class SharedState:
         self.path = path
         self._fd = fd
         self._map = mmap.mmap(fd, TOTAL_SIZE)
+        # Sequence and length are read and written as whole aligned 64-bit words, which the
+        # CPU does in one access: a reader never sees half of a counter.
+        self._words = memoryview(self._map).cast("Q")
         self.owner = owner
 
     @classmethod
@@ -122,28 +125,31 @@ class SharedState:
         payload = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
         if len(payload) > capacity:
             raise SlotTooSmall("slot %s holds %d bytes, the value needs %d" % (slot, capacity, len(payload)))
-        sequence = _SLOT_HEADER.unpack_from(self._map, offset)[0]
-        _SLOT_HEADER.pack_into(self._map, offset, sequence + 1, len(payload))
-        start = offset + _SLOT_HEADER.size
+        word = offset // 8
+        sequence = self._words[word]
+        self._words[word] = sequence + 1
+        self._words[word + 1] = len(payload)
+        start = offset + _SLOT_HEADER_SIZE
         self._map[start:start + len(payload)] = payload
-        _SLOT_HEADER.pack_into(self._map, offset, sequence + 2, len(payload))
+        self._words[word] = sequence + 2
 
     def read(self, slot: str) -> Optional[Dict[str, Any]]:
         """The last value written to ``slot``, or None before the first write."""
         offset, _ = OFFSETS[slot]
-        start = offset + _SLOT_HEADER.size
+        word, start = offset // 8, offset + _SLOT_HEADER_SIZE
         while True:
-            sequence, length = _SLOT_HEADER.unpack_from(self._map, offset)
+            sequence = self._words[word]
             if sequence == 0:
                 return None
             if sequence % 2:
                 time.sleep(0)
                 continue
-            payload = bytes(self._map[start:start + length])
-            if _SLOT_HEADER.unpack_from(self._map, offset)[0] == sequence:
+            payload = bytes(self._map[start:start + self._words[word + 1]])
+            if self._words[word] == sequence:
                 return json.loads(payload)
 
     def close(self) -> None:
+        self._words.release()
         self._map.close()
         os.close(self._fd)
 

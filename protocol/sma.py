@@ -70,6 +70,7 @@ def sources(*links: Tuple[str, str, str]) -> Dict[str, Tuple[Tuple[str, str], ..
 
 
 def links(attribute: str, items: Mapping[str, str]) -> Iterable[Tuple[str, str, str]]:
+    """(attribute, flag, item) for each flag -> item of ``items``."""
     return ((attribute, flag, item) for flag, item in items.items())
 
 

@@ -54,6 +54,9 @@ class BmsTransmitter:
         self.bus = None
         self.sender = None
         self.link = LinkMonitor(self.cfg)
+        # Wall-clock time for the engine, but stepping with the monotonic clock: an NTP jump
+        # must not end an absorption early or drop the CVL by a whole ramp at once.
+        self.epoch = time.time() - time.monotonic()
 
     def _restore_state(self):
         """The engine's state from shared memory (a worker restart) or the file (a daemon restart)."""
@@ -85,7 +88,8 @@ class BmsTransmitter:
         dvcc = state.read("dvcc")
         self._apply_settings(dvcc)
         now = time.monotonic()
-        decision = self.engine.step(read_snapshot(state, now), time.time())
+        snapshot = read_snapshot(state, now)
+        decision = self.engine.step(snapshot, self.epoch + now)
         if decision is None:
             return
         inverter = state.read("inverter") or {}
@@ -95,7 +99,7 @@ class BmsTransmitter:
         state.write("frames", {
             "source": "bms_tx", "pid": os.getpid(), "written": now, "schedule": schedule.as_dict(),
             "report": report_to_dict(report), "phase": decision.phase, "reasons": decision.reasons,
-            "freshness": decision.freshness,
+            "freshness": decision.freshness, "data_age_s": snapshot.age_s,
             "frames": [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames],
         })
         self._persist(self.engine.state.to_dict())

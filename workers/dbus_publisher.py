@@ -43,6 +43,11 @@ def guarded(log, function, repeat: bool = True):
     return call
 
 
+def service_connection():
+    """A connection of its own for each service we publish: each exports its own '/' (as velib's users do)."""
+    return dbus.SystemBus(private=True)
+
+
 def setting_overrides(values: Dict[str, object], cfg) -> Dict[str, object]:
     """The runtime settings that differ from the configuration file: all bms_tx needs to apply."""
     overrides = {}
@@ -107,13 +112,13 @@ class DbusPublisher:
         mode = values.get(self.mode_setting.path, self.previous_dvcc.get("mode", dvcc.MODE_ON))
         restored = self.previous_dvcc.get("written") or {}
         self.vebus = VebusService(
-            self.bus, cfg, VERSION,
+            service_connection(), cfg, VERSION,
             device_instance_of(values.get(self.instance_setting.path), cfg.venus.device_instance),
             values.get(self.name_setting.path, ""), mode if mode in dvcc.MODE_PERMITS else dvcc.MODE_ON,
             {path: value for path, value in restored.items() if dvcc.valid_limit(path, value)}, self._vebus_written)
         if cfg.venus.bms_service:
             self.bms = BmsBatteryService(
-                self.bus, cfg, VERSION,
+                service_connection(), cfg, VERSION,
                 device_instance_of(values.get(self.bms_instance_setting.path), cfg.venus.device_instance))
         self._refresh_services(time.monotonic())
         for service in (self.vebus, self.bms):

@@ -9,7 +9,8 @@ supported — the same bits as SMA's raise/clear. Quirks handled here (§6):
 * The name "PYLON" makes Venus treat the battery as a Pylontech (product id 0xB009) and floor
   CCL at capacity / 4, so a CCL of 0 would not stop charging: the default name is not "PYLON".
 * An unknown temperature is sent as 0x8000, the invalid s16 of the general BMS protocol [MG] §1.4.
-* 0x355 carries the high-resolution SOC in bytes 4-5.
+* 0x355 carries the high-resolution SOC in bytes 4-5; 0x35F uses SMA's layout, of which this
+  bridge only knows the capacity (the other fields are 0xFFFF, "invalid").
 """
 from protocol import inverter, pylon, sma
 from protocol.profile import Profile

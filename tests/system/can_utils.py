@@ -3,9 +3,12 @@
 candump is the independent witness of what reached a CAN interface, with kernel receive
 timestamps; it shares no code with python-can, which the daemon uses.
 """
+import os
 import re
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence
@@ -39,7 +42,11 @@ def parse_candump_line(line: str) -> CapturedFrame:
 
 
 class CandumpRecorder:
-    """``candump -L`` of one interface into a log file; ``stop()`` returns what it saw."""
+    """``candump -L`` of one interface into a log file; ``stop()`` returns what it saw.
+
+    candump writes to a scratch file on the guest's own tmpfs and the log is copied to
+    log_path at stop: the VM's shared folder is mounted sync, far too slow for a flood.
+    """
 
     def __init__(self, channel: str, log_path: Path, receive_buffer_bytes: int = 8 << 20):
         self.channel = channel
@@ -47,37 +54,42 @@ class CandumpRecorder:
         self.receive_buffer_bytes = receive_buffer_bytes
         self.dropped = 0   # frames the kernel dropped because candump did not keep up
         self._process = None  # type: Optional[subprocess.Popen]
+        self._scratch = None  # type: Optional[Path]
 
     def start(self, ready_timeout_s: float = 10.0) -> "CandumpRecorder":
         """Returns once candump's socket is bound, so no frame sent after this is missed."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("wb") as log:
+        handle, scratch = tempfile.mkstemp(prefix="candump-%s-" % self.channel, suffix=".log")
+        self._scratch = Path(scratch)
+        with os.fdopen(handle, "wb") as log:
             self._process = subprocess.Popen(
                 ["candump", "-L", "-d", "-r", str(self.receive_buffer_bytes), self.channel],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.PIPE)
         _wait_until_waiting_for_input(self._process, ready_timeout_s, "candump %s" % self.channel)
         return self
 
-    def stop(self, drain_timeout_s: float = 10.0) -> List[CapturedFrame]:
+    def stop(self, drain_timeout_s: float = 30.0) -> List[CapturedFrame]:
         """Stop candump after it has read every frame already queued to it, and parse its log."""
-        process = self._process
-        if process is None:
+        process, scratch = self._process, self._scratch
+        if process is None or scratch is None:
             raise RuntimeError("candump on %s was not started, or was already stopped" % self.channel)
-        self._process = None
+        self._process = self._scratch = None
         _wait_until_waiting_for_input(process, drain_timeout_s, "candump %s" % self.channel)
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=drain_timeout_s)
         if process.returncode not in (0, -signal.SIGTERM):
             raise RuntimeError("candump %s exited %d: %s"
                                % (self.channel, process.returncode, stderr.decode(errors="replace")))
-        return self._parse_log()
+        frames = self._parse_log(scratch)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(scratch), str(self.log_path))
+        return frames
 
     def running(self) -> bool:
         return self._process is not None
 
-    def _parse_log(self) -> List[CapturedFrame]:
+    def _parse_log(self, log: Path) -> List[CapturedFrame]:
         frames = []
-        for line in self.log_path.read_text().splitlines():
+        for line in log.read_text().splitlines():
             drops = _CANDUMP_DROPS.match(line)
             if drops:
                 self.dropped += int(drops.group(1))
@@ -114,7 +126,7 @@ def _wait_until_waiting_for_input(process: subprocess.Popen, timeout_s: float, n
     while time.monotonic() < deadline:
         if process.poll() is not None:
             _, stderr = process.communicate()
-            raise RuntimeError("%s exited %d at start: %s"
+            raise RuntimeError("%s exited %d: %s"
                                % (name, process.returncode, stderr.decode(errors="replace")))
         try:
             first_field = syscall_file.read_text().split()[0]

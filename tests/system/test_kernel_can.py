@@ -26,7 +26,7 @@ FRAME_SET = [
     Frame(0x35E, bytes.fromhex("50594C4F4E202020")),
 ]
 CYCLE_S = 1.0
-TIMING_TOLERANCE_S = 0.05
+KERNEL_JITTER_S = 0.05  # the emulated CPU (no KVM) makes kernel timers late by a few ms
 
 
 def receive_all(bus: can.BusABC, quiet_s: float) -> List[Frame]:
@@ -56,35 +56,41 @@ def times_by_id(captured: List[can_utils.CapturedFrame]) -> Dict[int, List[float
     return times
 
 
-def assert_cadence(captured: List[can_utils.CapturedFrame], ids: List[int], cycle_s: float) -> None:
-    times = times_by_id(captured)
-    assert sorted(times) == sorted(ids)
-    for can_id, stamps in times.items():
-        gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
-        assert gaps, "ID %03X was seen only once" % can_id
-        assert all(abs(gap - cycle_s) < TIMING_TOLERANCE_S for gap in gaps), (
-            "ID %03X repeated every %s s, expected %s s" % (can_id, gaps, cycle_s))
+def assert_on_grid(stamps: List[float], cycle_s: float, tolerance_s: float, what: str) -> None:
+    """Every timestamp within tolerance_s of one fixed grid of period cycle_s (so no drift)."""
+    offsets = sorted(stamp - k * cycle_s for k, stamp in enumerate(stamps))
+    anchor = offsets[len(offsets) // 2]
+    worst = max(abs(offset - anchor) for offset in offsets)
+    assert worst < tolerance_s, "%s: off its %s s grid by up to %.3f s: %s" % (
+        what, cycle_s, worst, [round(b - a, 3) for a, b in zip(stamps, stamps[1:])])
 
 
-def test_bcm_sends_a_list_of_six_frames_each_id_once_per_second(vcan_channel, candump):
+def test_bcm_tasks_send_six_ids_evenly_spread_each_once_per_second(vcan_channel, candump):
+    """One kernel periodic task per ID, started 1/6 s apart, as the daemon does.
+    (python-can refuses one task for a list of different IDs: it cycles data of one ID.)"""
+    step_s = CYCLE_S / len(FRAME_SET)
     recorder = candump()
     with can.Bus(interface="socketcan", channel=vcan_channel) as bus:
-        task = bus.send_periodic([to_message(f) for f in FRAME_SET], period=CYCLE_S / len(FRAME_SET))
-        time.sleep(3.5 * CYCLE_S)
-        task.stop()
+        tasks = []
+        for frame in FRAME_SET:
+            tasks.append(bus.send_periodic(to_message(frame), period=CYCLE_S))
+            time.sleep(step_s)
+        time.sleep(3 * CYCLE_S)
+        for task in tasks:
+            task.stop()
         stopped_at = time.time()
         time.sleep(0.5)
     captured = recorder.stop()
 
     assert recorder.dropped == 0
-    assert {entry.frame for entry in captured} == set(FRAME_SET), "frames changed on the way"
+    assert [entry.frame for entry in captured[:len(FRAME_SET)]] == FRAME_SET
     sent_order = [entry.frame for entry in captured]
-    first = FRAME_SET.index(sent_order[0])
-    assert sent_order == [FRAME_SET[(first + i) % len(FRAME_SET)] for i in range(len(sent_order))]
-    steps = [later.timestamp - earlier.timestamp for earlier, later in zip(captured, captured[1:])]
-    assert all(abs(step - CYCLE_S / len(FRAME_SET)) < TIMING_TOLERANCE_S for step in steps), steps
-    assert_cadence(captured, [f.arbitration_id for f in FRAME_SET], CYCLE_S)
-    assert 3 * len(FRAME_SET) <= len(captured) <= 4 * len(FRAME_SET) + 1
+    assert sent_order == [FRAME_SET[i % len(FRAME_SET)] for i in range(len(sent_order))]
+    assert len(captured) >= 4 * len(FRAME_SET) - 1
+    for can_id, stamps in times_by_id(captured).items():
+        assert_on_grid(stamps, CYCLE_S, KERNEL_JITTER_S, "ID %03X" % can_id)
+    # The phases between IDs come from Python's sleeps, so only "evenly spread" is checked.
+    assert_on_grid([entry.timestamp for entry in captured], step_s, step_s / 2, "the frame set")
     assert captured[-1].timestamp < stopped_at, "the kernel went on sending after stop()"
 
 

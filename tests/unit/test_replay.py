@@ -1,6 +1,7 @@
 """bms.replay: a recorded trace through the engine, with empty cells (stale data) and bad rows."""
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,8 @@ import sys
 import pytest
 
 import config
-from bms.replay import ReplayError, replay, run_cli
+from bms.replay import ReplayError, replay
+from tools.replay import run_cli
 
 CFG = config.load()   # hold 10 s, stale 30 s, safe discharge 20 A
 TRACE = os.path.join(os.path.dirname(__file__), "data", "replay_small.csv")
@@ -87,13 +89,16 @@ def test_bad_rows_are_named(row, problem):
     assert error.line == 2 and error.problem.startswith(problem)
 
 
-def test_cli_writes_csv_and_reports_skipped_rows(tmp_path):
+def test_cli_prints_one_json_object_per_row_and_reports_skipped_rows(tmp_path):
     out, err = io.StringIO(), io.StringIO()
     assert run_cli(TRACE, CFG, out, err) == 1
-    table = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert [row["t"] for row in table] == ["0", "10", "20", "30", "40", "50", "70", "90", "110"]
-    assert table[6]["freshness"] == "stale" and table[6]["charge_enable"] == "0"
-    assert table[6]["alarms"] == "internal_comm_fail" and table[6]["reason_charge_current"].startswith("stale:")
+    table = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [row["t"] for row in table] == [0, 10, 20, 30, 40, 50, 70, 90, 110]
+    assert set(table[0]) >= {"t", "phase", "charge_voltage_v", "charge_current_a", "discharge_current_a",
+                             "discharge_voltage_v", "charge_enable", "discharge_enable", "force_charge",
+                             "full_charge", "alarms", "reasons"}
+    assert table[6]["freshness"] == "stale" and table[6]["charge_enable"] is False
+    assert table[6]["alarms"] == ["internal_comm_fail"] and table[6]["reasons"]["charge_current"].startswith("stale:")
     assert err.getvalue().splitlines() == [
         "%s:10: voltage_v = 'abc' is not a finite number" % TRACE,
         "%s:11: t = 60 is not after the previous row's t = 70" % TRACE,

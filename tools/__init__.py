@@ -1,0 +1,1 @@
+"""Command-line tools around the pure core; the I/O stays here."""
