@@ -12,7 +12,7 @@ import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 try:
-    import tomllib  # Python 3.11+
+    import tomllib  # Python 3.11+  # novermin
 except ImportError:  # pragma: no cover - exercised on Python 3.8-3.10
     import tomli as tomllib
 
@@ -66,6 +66,7 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "cell_count": integer(1, 32),
         "modules": integer(1, 255),
         "soh_pct": number(0, 100),
+        "assumed_temperature_c": number(-40, 80),
         "cell_voltage_min_v": number(1.5, 4.5),
         "cell_voltage_max_v": number(1.5, 4.5),
     },

@@ -321,10 +321,13 @@ venus_profile_switch() {
         return
     fi
     if [ -z "$(state_get "can_profile_$channel")" ]; then
-        before=$(can_link "$root$prefix" venus-profile) && [ -n "$before" ] && [ -z "$(echo "$before" | tr -d 0-9)" ] || {
-            say "could not read the Venus profile of $channel (above); plug the adapter in and run install.sh again" >&2
-            return 0
-        }
+        before=$(can_link "$root$prefix" venus-profile) || before=""
+        case "$before" in
+            "" | *[!0-9]*)
+                say "could not read the Venus profile of $channel (above); plug the adapter in and run install.sh again" >&2
+                return 0
+                ;;
+        esac
         # What uninstall puts back.
         state_add "can_profile_$channel" "$before"
     fi

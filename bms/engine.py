@@ -89,6 +89,10 @@ class BmsEngine:
             self._discharge, limits.lowest(limits.discharge_candidates(reading, self._active, cfg)), dt_s, cfg.limits)
         protection, alarm = alarms.report_flags(self._active)
         charge_enable = charge.current_a > 0
+        # Pylon frames have no "not available" temperature: without a sensor the configured
+        # value is announced, and no temperature derating applies (the reading stays None).
+        announced_temperature_c = (reading.temperature_c if reading.temperature_c is not None
+                                   else cfg.battery.assumed_temperature_c)
         report = BatteryReport(
             charge_voltage_v=charge_voltage_v,
             charge_current_a=charge.current_a,
@@ -98,7 +102,7 @@ class BmsEngine:
             soh_pct=cfg.battery.soh_pct,
             voltage_v=reading.voltage_v,
             current_a=reading.current_a,
-            temperature_c=reading.temperature_c,
+            temperature_c=announced_temperature_c,
             charge_enable=charge_enable,
             discharge_enable=discharge.current_a > 0,
             force_charge_1=state.force_charge and charge_enable,   # a request to charge is void while
@@ -110,8 +114,8 @@ class BmsEngine:
             capacity_ah=cfg.battery.capacity_ah,
             cell_min_v=reading.cell_min_v,
             cell_max_v=reading.cell_max_v,
-            temperature_min_c=reading.temperature_c,
-            temperature_max_c=reading.temperature_c)
+            temperature_min_c=announced_temperature_c,
+            temperature_max_c=announced_temperature_c)
         reasons = {"charge_current": charge.reason, "discharge_current": discharge.reason,
                    "charge_voltage": phases.voltage_reason(state, now, charge_voltage_v, target_v, cfg.charge)}
         return Decision(report, state.phase, reasons, "fresh")

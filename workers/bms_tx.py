@@ -22,6 +22,7 @@ from protocol import profiles
 from workers.link import LinkMonitor
 
 SNAPSHOT_FIELDS = ("voltage_v", "current_a", "soc_pct", "temperature_c")
+LOG_EVERY_S = 10.0
 
 
 def read_snapshot(state, now: float):
@@ -57,6 +58,7 @@ class BmsTransmitter:
         # Wall-clock time for the engine, but stepping with the monotonic clock: an NTP jump
         # must not end an absorption early or drop the CVL by a whole ramp at once.
         self.epoch = time.time() - time.monotonic()
+        self._logged_state, self._logged_at = None, 0.0
 
     def _restore_state(self):
         """The engine's state from shared memory (a worker restart) or the file (a daemon restart)."""
@@ -103,10 +105,27 @@ class BmsTransmitter:
             "frames": [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames],
         })
         self._persist(self.engine.state.to_dict())
+        self._log_decision(decision, report, frames, now)
         if self.sender is None:
             self._start(frames, schedule)
         else:
             self.sender.update(frames)
+
+    def _log_decision(self, decision, report, frames, now: float) -> None:
+        """What was decided and sent: at once when the phase or freshness changes, else every 10 s."""
+        state = (decision.phase, decision.freshness)
+        if state == self._logged_state and now - self._logged_at < LOG_EVERY_S:
+            return
+        self._logged_state, self._logged_at = state, now
+        self.worker.log.info(
+            "%s (%s): CVL %.2f V (%s), CCL %.1f A (%s), DCL %.1f A (%s), DVL %.1f V, charge %s, discharge %s%s%s",
+            decision.phase, decision.freshness, report.charge_voltage_v, decision.reasons["charge_voltage"],
+            report.charge_current_a, decision.reasons["charge_current"], report.discharge_current_a,
+            decision.reasons["discharge_current"], report.discharge_voltage_v,
+            "on" if report.charge_enable else "off", "on" if report.discharge_enable else "off",
+            "".join(", " + flag for flag in sorted(report.protection | report.alarm)),
+            ", force charge" if report.force_charge_1 or report.force_charge_2 else "")
+        self.worker.log.info("frames: %s", " ".join(str(frame) for frame in frames))
 
     def _schedule(self, frames, now: float) -> Schedule:
         """Keep the cadence the bus already has (a previous bms_tx or the failsafe)."""

@@ -47,7 +47,7 @@ class InverterListener(can.Listener):
             self.last_seen = now
             if decoded.name == "gx_identification":
                 self.gx_seen = now
-            if decoded.fields.get("shutdown"):
+            if decoded.fields.get("shutdown_requested"):
                 if not self.shutdown_requested:
                     self.log.warning("the inverter commands a battery shutdown: charge and discharge disabled")
                 self.shutdown_requested = True

@@ -156,3 +156,15 @@ def test_reconfigure_lowers_at_once_and_raises_by_hold_and_ramp():
     assert ccl[30:32] == [45.0, 50.0] and ccl[-1] == 100.0    # then 5 A/s
     engine.reconfigure(CFG.replace(charge={"absorption_voltage_v": 54.0, "full_charge_voltage_v": 54.0}))
     assert engine.step(snap(), 60.0).report.charge_voltage_v == 54.0   # never above the new maximum
+
+
+def test_without_a_temperature_sensor_the_configured_temperature_is_announced_and_encodable():
+    from protocol import profiles
+    engine = BmsEngine(CFG.replace(battery={"assumed_temperature_c": 18.0}))
+    report = engine.step(snap(temperature_c=None), 0.0).report
+    assert report.temperature_c == 18.0
+    for name in profiles.names():
+        frames = profiles.get(name).encode(report)
+        assert frames, name
+    measured = engine.step(snap(temperature_c=31.5), 1.0).report
+    assert measured.temperature_c == 31.5

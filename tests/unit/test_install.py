@@ -380,7 +380,9 @@ def test_a_tampered_wheel_is_refused(source, vendor, tmp_path):
     with open(str(copy / "py39" / wheel), "ab") as handle:
         handle.write(b"\0")
     root = fake_venus(tmp_path)
-    assert "does not match SHA256SUMS" in install(source, root, copy, expect=1).stderr
+    refused = install(source, root, copy, expect=1).stderr
+    assert "does not match SHA256SUMS" in refused and "bundle again with dev/bundle-deps.sh" in refused
+    assert not (root / "data" / "pylon-venus").exists()
 
 
 # --- the bundle and the scripts ----------------------------------------------------------
