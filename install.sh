@@ -173,7 +173,8 @@ install_link() {
 stage_app() {
     app=$1
     mkdir -p "$app"
-    for file in "$source_dir"/*.py "$source_dir/config.toml"; do
+    # install.sh too: its --uninstall needs nothing else, so the release folder can go.
+    for file in "$source_dir"/*.py "$source_dir/config.toml" "$source_dir/install.sh"; do
         case "$(basename "$file")" in conftest.py) continue ;; esac
         cp "$file" "$app/"
     done

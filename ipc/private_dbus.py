@@ -30,9 +30,11 @@ class PrivateDbus:
         config_path = os.path.join(self.folder, "bus.conf")
         with open(config_path, "w") as handle:
             handle.write(BUS_CONFIG % socket_path)
+        # Not under our systemd unit's notify socket: dbus-daemon would send READY=1 for us.
+        environment = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         self.process = subprocess.Popen(
             ["dbus-daemon", "--config-file=" + config_path, "--nofork", "--print-address=1"],
-            stdout=subprocess.PIPE, preexec_fn=die_with_parent, universal_newlines=True)
+            stdout=subprocess.PIPE, preexec_fn=die_with_parent, universal_newlines=True, env=environment)
         self.address = self.process.stdout.readline().strip()
         if not self.address:
             raise RuntimeError("dbus-daemon did not start (exit code %s)" % self.process.poll())

@@ -20,7 +20,6 @@ from supervisor import VERSION
 from venus import dvcc
 from venus.battery_monitor import BatteryMonitorFollower
 from venus.battery_service import BmsBatteryService
-from venus.busitem import NameTaken
 from venus.energy import EnergyCounters, split_flows
 from venus.identity import device_instance_of
 from venus.settings import DeviceSetting, VenusSettings
@@ -101,9 +100,12 @@ class DbusPublisher:
         GLib.timeout_add(int(self.cfg.venus.energy_save_interval_s * 1000), guarded(self.log, self.energy.save))
 
     def _settings_ready(self, values: Dict[str, object]) -> None:
+        """Runs in a D-Bus reply handler, which would swallow an exception: a worker that cannot
+        publish its services ends instead, so the supervisor restarts it."""
         try:
             self._publish_services(values)
-        except NameTaken as error:
+        except Exception as error:
+            self.log.exception("publishing the services failed")
             self.failure = error
             self.loop.quit()
 

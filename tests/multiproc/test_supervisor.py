@@ -176,3 +176,27 @@ def test_check_fails_when_a_worker_is_down_or_data_is_stale(daemon):
     assert "battery data is stale" in check.stdout
     charge = [f for f in d.status()["frames"] if f["id"] == "0x351"][0]["fields"]
     assert charge["charge_current_a"] == 0
+
+
+def test_systemd_notifications_ready_status_and_watchdog(daemon, tmp_path):
+    import socket
+    path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(30)
+    os.environ["NOTIFY_SOCKET"] = path
+    try:
+        d = daemon()
+    finally:
+        del os.environ["NOTIFY_SOCKET"]
+    messages = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not ("READY=1" in messages and
+                                                 messages[messages.index("READY=1"):].count("WATCHDOG=1") >= 3):
+        messages.append(listener.recv(4096).decode())
+    listener.close()
+    assert "READY=1" in messages
+    assert messages.count("WATCHDOG=1") >= 3
+    statuses = [m for m in messages if m.startswith("STATUS=")]
+    assert statuses[-1] == "STATUS=healthy, sending 6 frames", messages
+    assert messages.count("READY=1") == 1

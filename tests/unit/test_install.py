@@ -205,7 +205,8 @@ def test_venus_install_reinstall_upgrade_and_uninstall(source, vendor, tmp_path)
 
     (root / "var" / "log" / "pylon-venus").mkdir()  # what multilog makes when the service runs
     (root / "var" / "log" / "pylon-venus" / "current").write_text("@4000 started\n")
-    removed = install(source, root, vendor, "--uninstall")
+    # The installed copy of install.sh uninstalls: the release folder may be gone by then.
+    removed = install(data / "app", root, vendor, "--uninstall")
     assert tree(root, times=False) == found
     assert "svc -dx /data/pylon-venus/service" in removed.stdout  # said, not run, under --root
 
