@@ -74,7 +74,11 @@ def build_status(sup, version: str) -> dict:
                 "state": can_link.get("state"), "tx_frames": can_link.get("tx_packets"),
                 "rx_frames": inverter.get("rx_frames"),
                 "errors": {"tx": can_link.get("tx_errors"), "rx": can_link.get("rx_errors"),
-                           "bad_frames": inverter.get("bad_frames", 0), "error_frames": inverter.get("error_frames", 0)}},
+                           "tx_dropped": can_link.get("tx_dropped"), "link_downs": can_link.get("link_downs", 0),
+                           "send_failures": can_link.get("send_failures", 0),
+                           "bad_frames": inverter.get("bad_frames", 0),
+                           "error_frames": inverter.get("error_frames", 0),
+                           "receive_errors": inverter.get("receive_errors", 0)}},
         "frames": decoded_frames(sending, sup.failsafe.profile),
     }
 

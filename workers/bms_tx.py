@@ -10,6 +10,8 @@ import json
 import os
 import time
 
+import can
+
 from bms.engine import BmsEngine
 from bms.external import apply_external_limits
 from bms.snapshot import BatterySnapshot
@@ -59,6 +61,7 @@ class BmsTransmitter:
         # must not end an absorption early or drop the CVL by a whole ramp at once.
         self.epoch = time.time() - time.monotonic()
         self._logged_state, self._logged_at = None, 0.0
+        self.send_failures = 0
 
     def _restore_state(self):
         """The engine's state from shared memory (a worker restart) or the file (a daemon restart)."""
@@ -106,10 +109,15 @@ class BmsTransmitter:
         })
         self._persist(self.engine.state.to_dict())
         self._log_decision(decision, report, frames, now)
-        if self.sender is None:
-            self._start(frames, schedule)
-        else:
-            self.sender.update(frames)
+        try:
+            if self.sender is None:
+                self._start(frames, schedule)
+            else:
+                self.sender.update(frames)
+        except (can.CanError, OSError) as error:
+            self.send_failures += 1
+            self.worker.log.error("sending failed (%s); the bus is reopened next cycle", error)
+            self.close()
 
     def _log_decision(self, decision, report, frames, now: float) -> None:
         """What was decided and sent: at once when the phase or freshness changes, else every 10 s."""
@@ -178,8 +186,10 @@ class BmsTransmitter:
     def close(self) -> None:
         if self.sender is not None:
             self.sender.stop()
+            self.sender = None
         if self.bus is not None:
             self.bus.shutdown()
+            self.bus = None
 
 
 def run(worker) -> None:
@@ -191,7 +201,8 @@ def run(worker) -> None:
             if now >= next_cycle:
                 next_cycle = max(next_cycle + tx.profile.cycle_s, now)
                 tx.cycle()
-                worker.state.write("bms_tx.can", tx.link.read(tx.sender is not None))
+                worker.state.write("bms_tx.can", dict(tx.link.read(tx.sender is not None),
+                                                      send_failures=tx.send_failures))
             worker.beat(ready=tx.sender is not None, transmitting=tx.sender is not None)
             worker.wait(min(worker.cfg.watchdog.heartbeat_interval_s, max(0.0, next_cycle - time.monotonic())))
     finally:

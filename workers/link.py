@@ -9,6 +9,8 @@ class LinkMonitor:
         self.interface = cfg.can.interface
         self.channel = cfg.can.channel
         self._sys = os.path.join("/sys/class/net", cfg.can.channel)
+        self._state = None
+        self.downs = 0          # times the link was seen going down
 
     def _read(self, name: str):
         try:
@@ -23,7 +25,11 @@ class LinkMonitor:
             link["state"] = "virtual"
             return link
         operstate = self._read("operstate")
-        link["state"] = {"up": "up", "unknown": "up", "down": "down", None: "missing"}.get(operstate, operstate)
+        state = {"up": "up", "unknown": "up", "down": "down", None: "missing"}.get(operstate, operstate)
+        if state != "up" and self._state == "up":
+            self.downs += 1
+        self._state = link["state"] = state
+        link["link_downs"] = self.downs
         for counter in ("tx_packets", "rx_packets", "tx_errors", "rx_errors", "tx_dropped", "rx_dropped"):
             value = self._read(os.path.join("statistics", counter))
             link[counter] = int(value) if value is not None else None

@@ -45,6 +45,15 @@ UNNEEDED_MODULES = (
     "sha1_ssse3", "sha256_ssse3", "sha512_ssse3", "aesni_intel",
 )
 
+# vng shares / over 9p without caching, so every file lookup is a round trip to the host:
+# importing python-can takes 5-20 s. A second, cached (read-only) share of / is bound over
+# the code that the tests run: /usr and the venv. Python imports then run about 2x faster.
+CACHED_ROOT_TAG = "cachedroot"
+CACHED_ROOT_QEMU_OPTS = (
+    "-fsdev local,id={tag},path=/,security_model=none,readonly=on,multidevs=remap "
+    "-device virtio-9p-pci,fsdev={tag},mount_tag={tag}".format(tag=CACHED_ROOT_TAG))
+CACHED_ROOT_MOUNT = "/run/" + CACHED_ROOT_TAG
+
 # Exit code when no test result exists because the VM failed; distinct from pytest's 0-5.
 VM_FAILED = 100
 
@@ -112,6 +121,7 @@ def host_main(args: argparse.Namespace) -> int:
         "--cwd", str(PROJECT_DIR),
         "--rwdir=%s" % results,
         "--append", "modprobe.blacklist=" + ",".join(UNNEEDED_MODULES),
+        "--qemu-opts=" + CACHED_ROOT_QEMU_OPTS,
         "--exec", shlex.join(guest_command),
     ]
     print("system tests: booting %s in a VM (no KVM), then: pytest %s"
@@ -224,6 +234,7 @@ def _collect_result(results: Path, vng_exit: int, elapsed_s: float) -> int:
 def guest_main(results: Path, pytest_args: List[str]) -> int:
     """Inside the VM: load the CAN modules, create the vcan interfaces, run pytest."""
     try:
+        _use_cached_root()
         _set_up_can()
     except VmError as error:
         (results / SETUP_ERROR_FILE).write_text("%s\n" % error)
@@ -248,6 +259,16 @@ def guest_main(results: Path, pytest_args: List[str]) -> int:
         exit_code = process.wait()
     (results / EXIT_CODE_FILE).write_text("%d\n" % exit_code)
     return exit_code
+
+
+def _use_cached_root() -> None:
+    os.makedirs(CACHED_ROOT_MOUNT, exist_ok=True)
+    _guest_run(["mount", "-t", "9p", "-o", "ro,trans=virtio,version=9p2000.L,access=any,"
+                "msize=524288,cache=loose", CACHED_ROOT_TAG, CACHED_ROOT_MOUNT],
+               "mount the cached view of the host's root")
+    for path in ("/usr", sys.prefix):
+        _guest_run(["mount", "--bind", CACHED_ROOT_MOUNT + path, path],
+                   "use the cached view for %s" % path)
 
 
 def _set_up_can() -> None:

@@ -1,0 +1,207 @@
+"""The daemon on real SocketCAN (vcan0 in the VM), judged by can-utils and an independent DBC.
+
+The battery is the simulation's (a SmartShunt-like service on a private D-Bus); the inverter
+is played by cansend. candump's kernel timestamps are the clock of every cadence claim.
+"""
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import cantools
+import pytest
+
+from protocol import profiles
+from protocol.decode import decode_line
+from protocol.frame import Frame
+from tests.multiproc.daemon import Daemon
+from tests.system import can_utils
+
+PERIOD = 1.0
+PYLON_IDS = (0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E)
+DBC = "/work/shared/reference/dbc/plewka_PylontechUSX00C_CAN2MQTT__pylontech.dbc"
+KEEPALIVE = Frame(0x305, bytes(8))
+
+
+@pytest.fixture
+def daemon(tmp_path, vcan_channel, artifacts_dir):
+    started = []
+
+    def start(**overrides):
+        sections = {"can": {"interface": "socketcan", "channel": vcan_channel},
+                    "simulation": {"inverter": False}, "inverter": {"keepalive_timeout_s": 3.0}}
+        for section, keys in overrides.items():
+            sections.setdefault(section, {}).update(keys)
+        instance = Daemon(artifacts_dir, **sections).start()
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop(signal.SIGKILL)
+
+
+class KeepAlives:
+    """The inverter, played by cansend: one 0x305 a second until stopped."""
+
+    def __init__(self, channel, frame=KEEPALIVE):
+        self.stopping = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, args=(channel, frame), daemon=True)
+
+    def _run(self, channel, frame):
+        while not self.stopping.is_set():
+            can_utils.cansend(channel, frame)
+            self.sent += 1
+            self.stopping.wait(1.0)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+
+
+def intervals(captured, frame_id):
+    stamps = [c.timestamp for c in captured if c.frame.arbitration_id == frame_id]
+    return [b - a for a, b in zip(stamps, stamps[1:])]
+
+
+def bcm_tx_ids(pid):
+    """The CAN ids the kernel broadcast manager sends for sockets of process ``pid``."""
+    ids = set()
+    folder = "/proc/net/can-bcm"
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name)) as handle:
+            text = handle.read()
+        if any("ino:%s" % inode in text or " %s " % inode in text for inode in inodes) or name in inodes:
+            for line in text.splitlines():
+                if line.strip().startswith("tx_op:"):
+                    ids.add(int(line.split()[1], 16))
+    return ids
+
+
+def test_the_frame_set_is_sent_by_the_kernel_at_its_cadence_with_the_right_bytes(daemon, candump):
+    recorder = candump()
+    d = daemon()
+    status = d.wait_sending()
+    time.sleep(6)
+    captured = recorder.stop()
+    for frame_id in PYLON_IDS:
+        gaps = intervals(captured, frame_id)
+        assert len(gaps) >= 5, hex(frame_id)
+        assert all(abs(gap - PERIOD) < 0.1 for gap in gaps), (hex(frame_id), gaps)
+    assert bcm_tx_ids(d.worker_pid("bms_tx")) >= set(PYLON_IDS), "sent by the kernel's broadcast manager"
+    profile = profiles.get("pylon")
+    database = cantools.database.load_file(DBC)
+    last = {c.frame.arbitration_id: c for c in captured}
+    ours = decode_line("(%f) vcan0 %s" % (last[0x351].timestamp, last[0x351].frame), profile)["fields"]
+    oracle = database.decode_message(0x351, last[0x351].frame.data)
+    values = sorted(oracle.values())
+    for field in ("charge_voltage_v", "charge_current_a", "discharge_current_a"):
+        assert any(abs(ours[field] - value) < 0.051 for value in values), (field, ours, oracle)
+    soc = database.decode_message(0x355, last[0x355].frame.data)
+    assert abs(list(soc.values())[0] - status["battery"]["soc_pct"]) <= 1.0
+    assert last[0x35E].frame.data == b"PYLON   "
+
+
+def test_keepalives_bring_the_link_up_and_their_absence_down(daemon, vcan_channel):
+    d = daemon()
+    d.wait_sending()
+    with KeepAlives(vcan_channel):
+        d.wait_for(lambda s: s["inverter"]["link"] == "up", 10, "link up")
+    status = d.wait_for(lambda s: s["inverter"]["link"] == "down", 10, "link down after the timeout")
+    assert status["inverter"]["last_seen_age_s"] >= 3.0
+    with KeepAlives(vcan_channel, Frame(0x305, bytes(8), is_extended_id=True)):
+        d.wait_for(lambda s: s["inverter"]["link"] == "up", 10, "link up on 29-bit keep-alives")
+
+
+def test_a_flood_of_foreign_ids_costs_nothing_and_is_never_decoded(daemon, candump, vcan_channel):
+    d = daemon()
+    d.wait_sending()
+    recorder = candump()
+    floods = [can_utils.cangen(vcan_channel, ["-g", "0.25", "-I", "123", "-L", "8", "-D", "i", "-n", "40000"]),
+              can_utils.cangen(vcan_channel, ["-g", "0.5", "-e", "-I", "18DAF110", "-L", "8", "-n", "20000"])]
+    with KeepAlives(vcan_channel) as inverter:
+        time.sleep(3)
+        cpu = [d.status()["workers"]["can_rx"]["cpu_percent"] for _ in range(3) if time.sleep(1) is None]
+        for flood in floods:
+            flood.wait(120)
+        time.sleep(1)
+    captured = recorder.stop()
+    assert sum(1 for c in captured if c.frame.arbitration_id == 0x123) > 5000, "the flood happened"
+    assert max(intervals(captured, 0x351)) < 1.5 * PERIOD
+    assert max(cpu) < 15, cpu
+    inverter_state = d.status()["inverter"]
+    assert inverter_state["link"] == "up"
+    status = d.status()
+    assert status["can"]["rx_frames"] == inverter.sent, "only the inverter's frames reach can_rx"
+    assert d.command("status", "--json").returncode == 0
+
+
+def test_own_frames_are_not_read_back_as_inverter_frames(daemon):
+    d = daemon(inverter={"keepalive_timeout_s": 2.0})
+    d.wait_sending()
+    time.sleep(4)
+    status = d.status()
+    assert status["can"]["rx_frames"] == 0
+    assert status["inverter"]["link"] == "down"
+
+
+@pytest.mark.parametrize("how", ["kill", "stop"])
+def test_bms_tx_killed_or_hung_leaves_no_gap_on_the_wire(daemon, candump, how):
+    d = daemon()
+    d.wait_sending()
+    recorder = candump()
+    time.sleep(3)
+    pid = d.worker_pid("bms_tx")
+    os.kill(pid, signal.SIGKILL if how == "kill" else signal.SIGSTOP)
+    d.wait_for(lambda s: s["workers"]["bms_tx"]["restarts"] == 1, 10, "restart")
+    d.wait_sending(30)
+    time.sleep(3)
+    captured = recorder.stop()
+    for frame_id in PYLON_IDS:
+        assert max(intervals(captured, frame_id)) < 1.5 * PERIOD, hex(frame_id)
+
+
+def test_link_down_and_up_is_reported_and_sending_resumes(daemon, candump, vcan_channel):
+    d = daemon()
+    d.wait_sending()
+    subprocess.run(["ip", "link", "set", vcan_channel, "down"], check=True)
+    status = d.wait_for(lambda s: s["can"]["state"] == "down", 10, "link down in the status")
+    time.sleep(3)
+    assert d.status()["workers"]["bms_tx"]["alive"] and d.status()["workers"]["can_rx"]["alive"]
+    assert all((w["cpu_percent"] or 0) < 20 for w in d.status()["workers"].values())
+    recorder = candump()
+    subprocess.run(["ip", "link", "set", vcan_channel, "up"], check=True)
+    up_at = time.time()
+    time.sleep(4)
+    captured = recorder.stop()
+    first = [c.timestamp for c in captured if c.frame.arbitration_id == 0x351]
+    assert first and first[0] - up_at < 2.0, "sending resumed within two seconds"
+    status = d.wait_for(lambda s: s["can"]["state"] == "up", 10, "link up in the status")
+    assert status["can"]["errors"]["link_downs"] == 1, status["can"]
+
+
+def test_bad_frames_and_error_frames_are_counted_and_ignored(daemon, vcan_channel):
+    import can
+    d = daemon(inverter={"profile": "victron", "keepalive_timeout_s": 3.0})
+    d.wait_sending()
+    can_utils.cansend(vcan_channel, Frame(0x307, bytes.fromhex("123456")))      # 0x307 needs 7 bytes
+    with can.Bus(interface="socketcan", channel=vcan_channel) as bus:
+        bus.send(can.Message(arbitration_id=0x004, is_error_frame=True, data=bytes(8), is_extended_id=False))
+    status = d.wait_for(lambda s: s["can"]["errors"]["bad_frames"] == 1 and s["can"]["errors"]["error_frames"] == 1,
+                        10, "the bad frame and the error frame counted")
+    assert status["workers"]["can_rx"]["restarts"] == 0
+    assert status["inverter"]["link"] != "up", "a bad frame is no sign of life"
