@@ -88,10 +88,12 @@ case "$target" in
     venus)
         prefix=/data/pylon-venus
         user_config=$prefix/config.toml
+        state_dir=$prefix/state
         ;;
     systemd)
         prefix=/opt/pylon-venus
         user_config=/etc/pylon-venus/config.toml
+        state_dir=/var/lib/pylon-venus
         units=/etc/systemd/system
         ;;
     *) usage_error "--target $target is not allowed: expected venus or systemd" ;;
@@ -242,7 +244,8 @@ choose_can_iface() {
 }
 
 render() {
-    sed -e "s|@PREFIX@|$prefix|g" -e "s|@CONFIG@|$user_config|g" -e "s|@CHANNEL@|${channel:-}|g" "$1" >"$2"
+    sed -e "s|@PREFIX@|$prefix|g" -e "s|@CONFIG@|$user_config|g" -e "s|@CHANNEL@|${channel:-}|g" \
+        -e "s|@STATE@|$state_dir|g" "$1" >"$2"
 }
 
 # Runs can_link.py of the staged (or installed) tree with the user's config.

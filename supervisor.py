@@ -19,8 +19,8 @@ import sys
 import time
 
 import config as config_module
+from version import VERSION
 
-VERSION = "0.1.0"
 log = logging.getLogger("pylon-venus")
 
 
@@ -148,7 +148,7 @@ class Supervisor:
             signal.signal(sig, self._on_signal)
         log.info("pylon-venus %s: profile %s on %s %s, battery from %s%s", VERSION, self.cfg.inverter.profile,
                  self.cfg.can.interface, self.cfg.can.channel, self.cfg.battery.source,
-                 ", simulated inverter" if "simulator" in self.workers else "")
+                 ", simulated inverter" if self.cfg.simulation.inverter else "")
         next_status = 0.0
         tick = min(0.05, self.cfg.watchdog.heartbeat_interval_s)
         try:

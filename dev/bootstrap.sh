@@ -9,7 +9,7 @@ packages="python3 python3-venv python3-pip python3-dbus python3-gi dbus-daemon"
 requirements=requirements.txt
 if [ "${1:-}" = "--dev" ]; then
     packages="$packages can-utils shellcheck"
-    requirements=requirements-dev.txt
+    requirements="requirements-dev.txt"
 fi
 
 missing=""

@@ -3,7 +3,7 @@
 # and multi-process tests on this machine, then the system tests on a real Linux kernel
 # with SocketCAN in a VM. Any failure fails the run; every part runs regardless.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 sh dev/bootstrap.sh --dev || exit 1
 sh dev/install-vm-deps.sh || exit 1
 

@@ -52,7 +52,8 @@ class FailsafeTransmitter:
 
     def available(self) -> bool:
         """There is a last-known frame set to fall back on."""
-        return (self.state.read("frames") or {}).get("report") is not None
+        slot = self.state.read("frames") or {}
+        return slot.get("report") is not None and slot.get("schedule") is not None
 
     def engage(self, after: float) -> None:
         """Start sending; each ID's first frame is its first due time after ``after``."""

@@ -24,7 +24,7 @@ SLOTS = (
     ("inverter", 4096),         # can_rx: decoded inverter state, link, counters
     ("frames", 8192),           # bms_tx (or the failsafe): the frame set on the bus and its decision
     ("charge_state", 2048),     # bms_tx: the engine's persistent state, so a restart resumes it
-    ("dvcc", 1024),             # dbus_publisher: limits written by Venus (DVCC/ESS) and settings
+    ("dvcc", 4096),             # dbus_publisher: limits written by Venus (DVCC/ESS) and settings
     ("bms_tx.can", 1024),       # bms_tx: its CAN link state and counters
     ("failsafe", 4096),         # supervisor: whether its failsafe transmitter holds the bus
     ("heartbeat.can_rx", 256),

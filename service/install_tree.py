@@ -54,6 +54,10 @@ def unpack(destination: str, sums_file: str) -> None:
     os.makedirs(destination, exist_ok=True)
     for name in present:
         with zipfile.ZipFile(os.path.join(folder, name)) as wheel:
+            # A plain unzip is a correct install only for a wheel without a .data folder
+            # (scripts, headers or files placed outside site-packages).
+            if any(member.split("/", 1)[0].endswith(".data") for member in wheel.namelist()):
+                raise SystemExit("%s has a .data folder, which this installer does not place" % name)
             wheel.extractall(destination)
 
 

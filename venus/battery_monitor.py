@@ -13,14 +13,14 @@ for ``refresh_s`` is re-read once with ``GetItems`` (values that do not change a
 signalled, so silence alone cannot tell "steady" from "gone").
 """
 import logging
+import math
 import time
 from typing import Callable, Dict, Iterable, Optional
 
-from venus.busitem import BUSITEM, unwrap
+from venus.busitem import BUSITEM, DBUS_DAEMON, unwrap
 
 BATTERY_CLASS = "com.victronenergy.battery"
 SYSTEM = "com.victronenergy.system"
-DBUS_DAEMON = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")
 
 # battery service path -> field of the "battery" shared-memory slot
 FIELDS = {
@@ -45,7 +45,7 @@ def _number(value) -> Optional[float]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
+    return value if math.isfinite(value) else None
 
 
 class BatteryMonitorFollower:

@@ -22,6 +22,7 @@ import dbus
 import dbus.service
 
 BUSITEM = "com.victronenergy.BusItem"
+DBUS_DAEMON = ("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus")   # name, path, interface
 INVALID = dbus.Array([], signature=dbus.Signature("i"), variant_level=1)
 
 log = logging.getLogger("pylon-venus.busitem")

@@ -19,8 +19,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import dbus
 
 import config
-from venus.busitem import BUSITEM, unwrap
-from venus.battery_monitor import DBUS_DAEMON
+from venus.busitem import BUSITEM, DBUS_DAEMON, unwrap
 
 SETTINGS_SERVICE = "com.victronenergy.settings"
 SETTINGS_INTERFACE = "com.victronenergy.Settings"

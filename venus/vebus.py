@@ -11,6 +11,7 @@ Deliberately absent: ``/Interfaces/Mk2/*`` (systemcalc would refuse a vebus on a
 the main Multi, §6.1), ``/Hub4/*`` (no ESS control), ``/Devices/0/Assistants`` (systemcalc
 would write ``/Soc``), ``/Devices/Bms/Version`` (the GUI would lock the limits, §6.8).
 """
+import logging
 from typing import Callable, Dict, Optional
 
 from venus import dvcc
@@ -19,6 +20,7 @@ from venus.energy import PATHS as ENERGY_PATHS
 from venus.identity import add_identity
 
 CLASS = "com.victronenergy.vebus"
+log = logging.getLogger("pylon-venus.vebus")
 # At least VEBUS_FIRMWARE_REQUIRED (0x422), or DVCC raises /Dvcc/Alarms/FirmwareInsufficient and
 # writes no limits (§6.8); 0x510 is what the multiplus emulator known to work with DVCC reports.
 FIRMWARE_VERSION = 0x510
@@ -144,10 +146,17 @@ class VebusService:
         return True
 
     def _accept_mode(self, path: str, value) -> bool:
-        return value in dvcc.MODE_PERMITS and self._accept(path, value)
+        if value not in dvcc.MODE_PERMITS:
+            log.warning("write of %r to %s refused: allowed are %s", value, path, sorted(dvcc.MODE_PERMITS))
+            return False
+        return self._accept(path, value)
 
     def _accept_limit(self, path: str, value) -> bool:
-        return dvcc.valid_limit(path, value) and self._accept(path, value)
+        if not dvcc.valid_limit(path, value):
+            log.warning("write of %r to %s refused: expected invalid (no limit) or a number from 0 to %g",
+                        value, path, dvcc.MAX_VOLTAGE_V if path.endswith("Voltage") else dvcc.MAX_CURRENT_A)
+            return False
+        return self._accept(path, value)
 
     @property
     def mode(self) -> int:

@@ -9,6 +9,7 @@ Nothing is sent before the engine has seen real battery data.
 import json
 import os
 import time
+from typing import Optional
 
 import can
 
@@ -25,6 +26,7 @@ from workers.link import LinkMonitor
 
 SNAPSHOT_FIELDS = ("voltage_v", "current_a", "soc_pct", "temperature_c")
 LOG_EVERY_S = 10.0
+PERSIST_EVERY_S = 60.0
 
 
 def read_snapshot(state, now: float):
@@ -62,6 +64,7 @@ class BmsTransmitter:
         self.epoch = time.time() - time.monotonic()
         self._logged_state, self._logged_at = None, 0.0
         self.send_failures = 0
+        self._persisted_phase, self._persisted_at = None, 0.0
 
     def _restore_state(self):
         """The engine's state from shared memory (a worker restart) or the file (a daemon restart)."""
@@ -100,24 +103,26 @@ class BmsTransmitter:
         inverter = state.read("inverter") or {}
         report = apply_external_limits(decision.report, dvcc, inverter.get("shutdown_requested", False))
         frames = self.profile.encode(report, self.cfg.inverter.manufacturer)
-        schedule = self._schedule(frames, now)
-        state.write("frames", {
-            "source": "bms_tx", "pid": os.getpid(), "written": now, "schedule": schedule.as_dict(),
-            "report": report_to_dict(report), "phase": decision.phase, "reasons": decision.reasons,
-            "freshness": decision.freshness, "data_age_s": snapshot.age_s,
-            "frames": [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames],
-        })
-        self._persist(self.engine.state.to_dict())
+        self._persist(self.engine.state.to_dict(), decision.phase, now)
         self._log_decision(decision, report, frames, now)
         try:
             if self.sender is None:
-                self._start(frames, schedule)
+                self._start(frames)
             else:
                 self.sender.update(frames)
         except (can.CanError, OSError) as error:
             self.send_failures += 1
             self.worker.log.error("sending failed (%s); the bus is reopened next cycle", error)
             self.close()
+        schedule = self.sender.schedule if self.sender is not None else self._inherited_schedule(frames)
+        state.write("frames", {
+            "source": "bms_tx", "pid": os.getpid(), "written": now,
+            "schedule": schedule.as_dict() if schedule is not None else None,
+            "report": report_to_dict(report), "decision": report_to_dict(decision.report),
+            "phase": decision.phase, "reasons": decision.reasons,
+            "freshness": decision.freshness, "data_age_s": snapshot.age_s,
+            "frames": [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames],
+        })
 
     def _log_decision(self, decision, report, frames, now: float) -> None:
         """What was decided and sent: at once when the phase or freshness changes, else every 10 s."""
@@ -135,17 +140,15 @@ class BmsTransmitter:
             ", force charge" if report.force_charge_1 or report.force_charge_2 else "")
         self.worker.log.info("frames: %s", " ".join(str(frame) for frame in frames))
 
-    def _schedule(self, frames, now: float) -> Schedule:
-        """Keep the cadence the bus already has (a previous bms_tx or the failsafe)."""
-        ids = tuple(frame.arbitration_id for frame in frames)
-        if self.sender is not None:
-            return self.sender.schedule
+    def _inherited_schedule(self, frames) -> Optional[Schedule]:
+        """The cadence the bus already has (a previous bms_tx or the failsafe), if it fits."""
         known = Schedule.from_dict((self.worker.state.read("frames") or {}).get("schedule"))
+        ids = tuple(frame.arbitration_id for frame in frames)
         if known is not None and tuple(known.ids) == ids and known.cycle_s == self.profile.cycle_s:
             return known
-        return Schedule(now, self.profile.cycle_s, ids)
+        return None
 
-    def _start(self, frames, schedule: Schedule) -> None:
+    def _start(self, frames) -> None:
         """Take the bus once the failsafe has let go of it, continuing its cadence."""
         self.worker.beat(ready=True, transmitting=False)
         while not self.worker.stopping.is_set():
@@ -153,10 +156,12 @@ class BmsTransmitter:
             if not failsafe.get("engaged"):
                 break
             self._sleep(self.cfg.watchdog.heartbeat_interval_s, ready=True)
-        released_at = (self.worker.state.read("failsafe") or {}).get("released_at")
-        now = time.monotonic()
-        fresh = schedule.t0 > now - schedule.cycle_s          # a new schedule: its first ID is due now
-        after = released_at or (schedule.t0 - 1e-6 if fresh else now)
+        schedule = self._inherited_schedule(frames)
+        if schedule is None:        # a new cadence: its first ID is due now
+            now = time.monotonic()
+            schedule, after = Schedule(now, self.profile.cycle_s, tuple(f.arbitration_id for f in frames)), now - 1e-6
+        else:
+            after = (self.worker.state.read("failsafe") or {}).get("released_at") or time.monotonic()
         if self.bus is None:
             self.bus = open_bus(self.cfg)
         sender = CyclicFrameSet(self.bus, schedule)
@@ -176,12 +181,15 @@ class BmsTransmitter:
             if self.worker.wait(min(left, self.cfg.watchdog.heartbeat_interval_s)):
                 return True
 
-    def _persist(self, charge_state: dict) -> None:
-        """Keep the engine state for a restart: shared memory always, the file when it changed."""
+    def _persist(self, charge_state: dict, phase: str, now: float) -> None:
+        """Keep the engine state for a restart: shared memory always; the file (flash on a GX)
+        when the phase changed or at most once a minute."""
         if charge_state == self.worker.state.read("charge_state"):
             return
         self.worker.state.write("charge_state", charge_state)
-        write_atomic(self.cfg.state.charge_file, json.dumps(charge_state, indent=1, sort_keys=True))
+        if phase != self._persisted_phase or now - self._persisted_at >= PERSIST_EVERY_S:
+            write_atomic(self.cfg.state.charge_file, json.dumps(charge_state, indent=1, sort_keys=True))
+            self._persisted_phase, self._persisted_at = phase, now
 
     def close(self) -> None:
         if self.sender is not None:

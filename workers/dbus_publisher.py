@@ -5,8 +5,8 @@ daemon). It follows the battery monitor by signals into the "battery" slot, publ
 inverter as a vebus service (and, if configured, our decision as a battery service), keeps
 the energy counters, and writes what Venus asks of the inverter (DVCC limits, /Mode, runtime
 settings) into the "dvcc" slot for bms_tx. Shared-memory slots are read on a 1 s timer; no
-D-Bus call ever blocks the loop. Every timer and callback is guarded: an exception is logged,
-never the end of the process.
+D-Bus call ever blocks the loop. An exception in a timer is logged, never the end of the
+process; one that keeps the services off the bus ends the worker, so the supervisor restarts it.
 """
 import functools
 import time
@@ -16,7 +16,7 @@ import dbus
 from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
 
-from supervisor import VERSION
+from version import VERSION
 from venus import dvcc
 from venus.battery_monitor import BatteryMonitorFollower
 from venus.battery_service import BmsBatteryService
@@ -208,12 +208,12 @@ class DbusPublisher:
                          localsettings=self.settings.present)
 
     def stop(self) -> None:
-        self.energy.save()
         for service in (self.bms, self.vebus):
             if service is not None:
                 service.close()
         if self.follower is not None:
             self.follower.stop()
+        self.energy.save()
 
 
 def run(worker) -> None:

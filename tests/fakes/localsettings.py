@@ -13,8 +13,6 @@ import dbus
 import dbus.lowlevel
 import dbus.service
 
-from tests.fakes.victron import variant
-
 BUSITEM = "com.victronenergy.BusItem"
 SETTINGS = "com.victronenergy.Settings"
 NAME = "com.victronenergy.settings"

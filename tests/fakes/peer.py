@@ -33,9 +33,9 @@ class Host:
         self.connections[name] = self.connect()
         return self.connections[name]
 
-    def shunt(self, reply, name, instance, values):
+    def shunt(self, reply, name, instance, values, get_items=True):
         from tests.fakes.victron import smartshunt
-        self.services[name] = smartshunt(self._connection(name), name, instance, values)
+        self.services[name] = smartshunt(self._connection(name), name, instance, values, get_items)
         reply(True)
 
     def system(self, reply, active, service):

@@ -46,8 +46,8 @@ class _Path(dbus.service.Object):
         pass
 
 
-class _Tree(dbus.service.Object):
-    """``/`` and every intermediate node: the values below it by relative path; ``/`` has GetItems."""
+class _OldTree(dbus.service.Object):
+    """A tree node of velib before GetItems (2021-10): the values below it by relative path."""
 
     def __init__(self, owner, path):
         dbus.service.Object.__init__(self, owner.bus, path)
@@ -59,6 +59,10 @@ class _Tree(dbus.service.Object):
         return dbus.Dictionary({path[len(self.prefix):]: variant(value) for path, value in self.owner.values.items()
                                 if path.startswith(self.prefix)}, signature="sv", variant_level=1)
 
+
+class _Tree(_OldTree):
+    """A current velib tree node: ``/`` also answers GetItems and sends ItemsChanged."""
+
     @dbus.service.method(BUSITEM, out_signature="a{sa{sv}}")
     def GetItems(self):
         return {path: self.owner.item(path) for path in self.owner.values}
@@ -69,13 +73,15 @@ class _Tree(dbus.service.Object):
 
 
 class FakeService:
-    def __init__(self, bus, name, values):
+    """``get_items=False``: a service of velib before GetItems/ItemsChanged."""
+
+    def __init__(self, bus, name, values, get_items=True):
         self.bus = bus
         self.name = name
         self.values = dict(values)
         nodes = {"/".join(path.split("/")[:depth]) or "/" for path in self.values
                  for depth in range(1, path.count("/") + 1)}
-        self.nodes = {node: _Tree(self, node) for node in nodes}
+        self.nodes = {node: (_Tree if get_items else _OldTree)(self, node) for node in nodes}
         self.root = self.nodes["/"]
         self.paths = {path: _Path(self, path) for path in self.values}
         self.bus_name = dbus.service.BusName(name, bus, do_not_queue=True)
@@ -91,6 +97,8 @@ class FakeService:
         changed = [path for path, value in values.items() if self.values[path] != value
                    or type(self.values[path]) is not type(value)]
         self.values.update(values)
+        if batch and changed and not hasattr(self.root, "ItemsChanged"):
+            raise ValueError("%s predates ItemsChanged: it cannot batch" % self.name)
         if batch and changed:
             self.root.ItemsChanged({path: self.item(path) for path in changed})
         elif not batch:
@@ -104,7 +112,7 @@ class FakeService:
             exported.remove_from_connection()
 
 
-def smartshunt(bus, name, device_instance, values):
+def smartshunt(bus, name, device_instance, values, get_items=True):
     """A SmartShunt 500A/50mV as vedirect-dbus publishes it (measurement paths of §7)."""
     paths = {"/DeviceInstance": device_instance, "/ProductId": 0xA389, "/ProductName": "SmartShunt 500A/50mV",
              "/Mgmt/ProcessName": "vedirect-dbus", "/Mgmt/Connection": "VE.Direct port", "/Connected": 1,
@@ -112,7 +120,7 @@ def smartshunt(bus, name, device_instance, values):
              "/Soc": None, "/ConsumedAmphours": None, "/TimeToGo": None,
              "/System/MinCellVoltage": None, "/System/MaxCellVoltage": None}
     paths.update(values)
-    return FakeService(bus, name, paths)
+    return FakeService(bus, name, paths, get_items)
 
 
 def system(bus, active_battery_service, battery_service):

@@ -103,7 +103,12 @@ class Daemon:
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(sig)
-            self.process.wait(timeout)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise AssertionError("the daemon did not stop within %g s after %s" % (timeout, sig))
         if getattr(self, "_log", None):
             self._log.close()
         return self.process.returncode

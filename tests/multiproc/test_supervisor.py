@@ -11,6 +11,9 @@ import time
 
 import pytest
 
+import config
+from ipc.shared_state import segment_path
+from supervisor import segment_name
 from tests.multiproc.daemon import Daemon, children_of, gaps
 
 PERIOD = 1.0
@@ -27,7 +30,7 @@ def daemon(tmp_path):
 
     yield start
     for instance in started:
-        instance.stop(signal.SIGKILL)
+        instance.stop()
 
 
 def test_the_simulation_sends_the_profile_frame_set_at_its_cadence(daemon):
@@ -104,11 +107,12 @@ def test_sigterm_stops_everything_and_leaves_nothing_behind(daemon):
     d.wait_sending()
     descendants = children_of(d.process.pid)
     assert len(descendants) >= 5           # four workers and the private dbus-daemon
-    segment = [p for p in os.listdir("/dev/shm") if p.startswith("pylon-venus.")]
+    segment = segment_path(segment_name(config.load(d.config_path)))
+    assert os.path.exists(segment)
     assert d.stop() == 0
     time.sleep(0.5)
     assert not [pid for pid in descendants if os.path.exists("/proc/%d" % pid)]
-    assert not set(segment) & set(p for p in os.listdir("/dev/shm") if p.startswith("pylon-venus."))
+    assert not os.path.exists(segment)
 
 
 def test_kill_9_of_the_parent_leaves_no_orphans_and_the_next_start_cleans_up(daemon):

@@ -239,6 +239,29 @@ def test_a_monitor_lost_and_regained(peer, publisher):
     assert back["service"] == SHUNT and back["updated"] > updated
 
 
+def test_a_restarted_worker_keeps_the_reading_and_its_age(peer, publisher):
+    peer.shunt(name=SHUNT, instance=512, values=dict(READING))
+    worker = publisher().start()
+    before = wait_until(lambda: worker.slot("battery").get("updated") and worker.slot("battery"), "a reading")
+    assert worker.stop() == 0
+    worker.start()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:                  # never "no data" while the same monitor is chosen again
+        slot = worker.slot("battery")
+        assert slot["service"] == SHUNT and slot["voltage_v"] == 52.0 and slot["updated"] >= before["updated"]
+        time.sleep(0.02)
+    assert worker.slot("battery")["updated"] > before["updated"]
+
+
+def test_a_monitor_older_than_getitems_is_read_through_its_tree(peer, publisher):
+    peer.shunt(name=SHUNT, instance=512, values=dict(READING), get_items=False)
+    worker = publisher().start()
+    wait_until(lambda: worker.slot("battery").get("voltage_v") == 52.0, "the first reading")
+    assert worker.slot("battery")["temperature_c"] == 21.0
+    peer.set(name=SHUNT, values={"/Dc/0/Voltage": 52.2})                      # PropertiesChanged
+    wait_until(lambda: worker.slot("battery").get("voltage_v") == 52.2, "a change")
+
+
 def test_a_silent_monitor_is_reread_so_steady_values_stay_fresh(peer, publisher):
     peer.shunt(name=SHUNT, instance=512, values=dict(READING))
     worker = publisher(dbus={"refresh_s": 0.5}).start()
@@ -339,13 +362,15 @@ def test_a_profile_that_ignores_zero_limits_refuses_mode_writes(peer, publisher)
 
 def test_dvcc_limits_expire_unless_rewritten(peer, publisher):
     peer.watch(name=VEBUS)
-    worker = publisher(dbus={"dvcc_timeout_s": 1.5}).start()
+    worker = publisher(dbus={"dvcc_timeout_s": 2.5}).start()
     wait_until(lambda: vebus_view(peer), "the vebus service")
-    for _ in range(6):                                                      # DVCC rewrites the same value
+    for _ in range(8):                                                      # DVCC rewrites the same value
         assert set_value(peer, BOL + "MaxChargeCurrent", 42.0) == 0
         time.sleep(0.5)
         assert worker.slot("dvcc")["max_charge_current_a"] == 42.0
-    wait_until(lambda: worker.slot("dvcc").get("max_charge_current_a", 0) is None, "the limit to expire", 4.0)
+    stopped = time.monotonic()
+    wait_until(lambda: worker.slot("dvcc").get("max_charge_current_a", 0) is None, "the limit to expire", 6.0)
+    assert time.monotonic() - stopped >= 2.0
 
 
 # ---- settings ------------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ class CandumpRecorder:
         self._scratch = Path(scratch)
         with os.fdopen(handle, "wb") as log:
             self._process = subprocess.Popen(
-                ["candump", "-L", "-d", "-r", str(self.receive_buffer_bytes), self.channel],
+                # -D: go on recording when the interface goes down and comes back up
+                ["candump", "-L", "-d", "-D", "-r", str(self.receive_buffer_bytes), self.channel],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.PIPE)
         _wait_until_waiting_for_input(self._process, ready_timeout_s, "candump %s" % self.channel)
         return self

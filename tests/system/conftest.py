@@ -1,6 +1,7 @@
 """Fixtures for system tests, which run only inside the VM that tests/system/vm.py boots."""
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Callable, List, Tuple
 
@@ -9,6 +10,8 @@ import pytest
 from protocol.frame import Frame
 from tests.system import can_utils
 from tests.system.vm import ARTIFACTS_DIR, IN_VM_ENV, RESULTS_DIR_ENV, VCAN_ENV
+
+IFF_UP = 0x1  # in /sys/class/net/<name>/flags
 
 if os.environ.get(IN_VM_ENV) != "1":
     pytest.exit("system tests run inside the VM: use tests/system/run_in_vm.sh "
@@ -25,6 +28,15 @@ def vcan_channels() -> Tuple[str, ...]:
 @pytest.fixture(scope="session")
 def vcan_channel(vcan_channels) -> str:
     return vcan_channels[0]
+
+
+@pytest.fixture(autouse=True)
+def _vcan_channels_up(vcan_channels) -> None:
+    """Every test starts with the interfaces up, even after one that took a link down."""
+    for name in vcan_channels:
+        flags = int(Path("/sys/class/net/%s/flags" % name).read_text(), 16)
+        if not flags & IFF_UP:
+            subprocess.run(["ip", "link", "set", name, "up"], check=True)
 
 
 @pytest.fixture(scope="session")

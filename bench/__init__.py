@@ -1,0 +1,1 @@
+"""Benchmarks: figures users care about, each beside a baseline measured in the same run."""

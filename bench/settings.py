@@ -1,0 +1,38 @@
+"""The benchmark run's settings, defined once for bench/run.py and for the VM side (conftest.py)."""
+from typing import NamedTuple
+
+
+class Setting(NamedTuple):
+    name: str
+    default: float
+    type: type
+    help: str
+
+
+SETTINGS = (
+    Setting("idle_s", 180.0, float, "seconds of cadence recording on an idle machine"),
+    Setting("loaded_s", 120.0, float, "seconds of cadence recording with a busy-loop process per core"),
+    Setting("cpu_s", 30.0, float, "seconds of each CPU measurement (idle bus, then flooded bus)"),
+    Setting("flood_gap_ms", 0.25, float, "cangen's gap between the flood's foreign frames; 0.25 ms is "
+                                         "4000 frames/s, what a 500 kbit/s bus carries at full load"),
+    Setting("startup_runs", 3, int, "daemon start-ups (and baseline imports) timed; the median is reported"),
+    Setting("failover_window_s", 10.0, float, "seconds recorded before each fault (the baseline) and "
+                                              "after the recovery"),
+)
+
+
+def option(name: str) -> str:
+    """The pytest option that carries a setting into the VM."""
+    return "--bench-" + name.replace("_", "-")
+
+
+def positive(setting: Setting, text: str):
+    """The setting's value from ``text``; ValueError naming the setting unless it is positive."""
+    try:
+        value = setting.type(text)
+    except ValueError:
+        value = None
+    if value is None or value <= 0:
+        raise ValueError("%s must be a positive %s, got %r" % (
+            setting.name, "whole number" if setting.type is int else "number", text))
+    return value

@@ -1,0 +1,389 @@
+"""The benchmarks, measured inside the system tests' VM on real SocketCAN (vcan0, vcan1).
+
+Not part of the test suite: bench/run.py boots the VM with this file as pytest's argument
+(pytest is what the VM runs). Each test measures figures users care about, each beside a
+baseline measured in the same run on the same machine, and saves them to bench.json in the
+results folder; bench/run.py turns that into bench/RESULTS.md. A benchmark that fails records
+its error there and the others still run. candump's kernel timestamps are the bus clock.
+"""
+import contextlib
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Dict, Iterator, List
+
+import pytest
+
+import config
+from bench import proc, stats
+from bench.settings import SETTINGS, option
+from protocol import DecodeError, profiles
+from tests.multiproc.daemon import ROOT, Daemon, children_of
+from tests.system import can_utils
+# The system tests' fixtures: the vcan interfaces, the results folder, candump recorders.
+# Importing their conftest also stops the run when it is not inside the VM.
+from tests.system.conftest import artifacts_dir, candump, results_dir, vcan_channel, vcan_channels  # noqa: F401
+
+RESULTS_FILE = "bench.json"
+BASELINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baseline_imports.py")
+START_TIMEOUT_S = 180.0      # first frames after `run`; imports are slow under emulation
+RESTART_TIMEOUT_S = 60.0
+FOREIGN_ID = "123"           # the flood's CAN ID: no profile listens to it
+SIMULATION_PROCESSES = ("simulator", "dbus-daemon")  # there only because the battery is simulated
+MIB = float(1 << 20)
+
+
+class ServiceDaemon(Daemon):
+    """The multi-process tests' daemon on SocketCAN, started the way the service runs it.
+
+    Without ``--record`` (its recorder would read every frame of a flood in Python) and with
+    the shipped status interval; the battery is the simulation's, the inverter is absent.
+    """
+
+    def __init__(self, folder, channel: str):
+        super().__init__(folder, can={"interface": "socketcan", "channel": channel},
+                         simulation={"inverter": False},
+                         status={"interval_s": config.load().status.interval_s})
+
+    def start(self):
+        self._log = open(self.log_path, "a")
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "supervisor.py"), "run", "--config", self.config_path],
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+
+class Results:
+    """bench.json: the guest machine, the settings and one section per benchmark."""
+
+    def __init__(self, path, settings: Dict):
+        self.path = path
+        self.data = {"machine": guest_machine(), "settings": settings, "sections": {}}
+
+    @contextlib.contextmanager
+    def section(self, name: str) -> Iterator[Dict]:
+        """Rows and tables of one benchmark; its error is recorded when it fails."""
+        entry = {"rows": [], "tables": []}
+        self.data["sections"][name] = entry
+        try:
+            yield entry
+        except Exception as error:
+            entry["error"] = "%s: %s" % (type(error).__name__, error)
+            raise
+        finally:
+            self.path.write_text(json.dumps(self.data, indent=1))
+
+
+def row(section: Dict, figure: str, value: float, baseline: float, unit: str, baseline_is: str) -> None:
+    section["rows"].append({"figure": figure, "value": value, "baseline": baseline, "unit": unit,
+                            "baseline_is": baseline_is})
+
+
+def table(section: Dict, title: str, columns: List[str], rows: List[List]) -> None:
+    section["tables"].append({"title": title, "columns": columns, "rows": rows})
+
+
+def guest_machine() -> Dict:
+    return {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": proc.cpu_model(),
+            "memory_mib": proc.memory_total_mib(), "python": platform.python_version()}
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+@pytest.fixture(scope="module")
+def settings(request) -> Dict:
+    return {s.name: request.config.getoption(option(s.name)) for s in SETTINGS}
+
+
+@pytest.fixture(scope="module")
+def results(results_dir, settings) -> Results:
+    return Results(results_dir / RESULTS_FILE, settings)
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return profiles.get(config.load().inverter.profile)
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory, vcan_channel, results_dir):
+    """One daemon for the benchmarks that watch it run, started by the first that asks for it
+    (so that a failed start is that benchmark's recorded error). Its log is kept."""
+    started = []  # type: List[ServiceDaemon]
+
+    def get() -> ServiceDaemon:
+        if not started:
+            started.append(ServiceDaemon(tmp_path_factory.mktemp("daemon"), vcan_channel).start())
+        daemon = started[0]
+        daemon.wait_sending(START_TIMEOUT_S)
+        return daemon
+
+    yield get
+    for daemon in started:
+        daemon.stop()
+        (results_dir / "shared-daemon.log").write_text(daemon.log())
+
+
+# ------------------------------------------------------------------------------ helpers
+
+def valid(profile, frame) -> bool:
+    try:
+        return profile.decode(frame).name != "unknown"
+    except DecodeError:
+        return False
+
+
+def baseline_import_s() -> float:
+    """Interpreter start plus the imports of the daemon's libraries, until the process ends."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, BASELINE_SCRIPT], check=True)
+    return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def baseline_interpreter() -> Iterator[int]:
+    """A bare interpreter holding the daemon's libraries, for as long as the block runs."""
+    process = subprocess.Popen([sys.executable, BASELINE_SCRIPT, "--hold"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        if process.stdout.readline().strip() != "ready":
+            raise AssertionError("%s did not get ready (exit code %s)" % (BASELINE_SCRIPT, process.poll()))
+        yield process.pid
+    finally:
+        process.stdin.close()
+        process.wait(30)
+
+
+@contextlib.contextmanager
+def busy_loops(count: int) -> Iterator[None]:
+    """``count`` processes that spin on a CPU each."""
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def restarts(daemon) -> int:
+    return sum(worker["restarts"] for worker in daemon.status()["workers"].values())
+
+
+def process_names(daemon) -> Dict[int, str]:
+    """Every process of the daemon's tree by pid: supervisor, the workers' names, commands."""
+    names = {worker["pid"]: name for name, worker in daemon.status()["workers"].items()}
+    names[daemon.process.pid] = "supervisor"
+    return {pid: names.get(pid) or proc.command_name(pid) for pid in proc.tree(daemon.process.pid)}
+
+
+def cpu_rates(pids: List[int], window_s: float) -> Dict[int, float]:
+    """CPU seconds per second of each process over the next ``window_s``."""
+    before, started = proc.cpu_seconds_of(pids), time.monotonic()
+    time.sleep(window_s)
+    after, elapsed = proc.cpu_seconds_of(pids), time.monotonic() - started
+    return {pid: (after[pid] - before[pid]) / elapsed for pid in pids}
+
+
+def frames_sent(channel: str) -> int:
+    with open("/sys/class/net/%s/statistics/tx_packets" % channel) as handle:
+        return int(handle.read())
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+# ------------------------------------------------------------------------------ benchmarks
+
+def test_start_up(results, settings, profile, candump, tmp_path, vcan_channel):
+    """From `run` to the first complete, valid frame set on the bus, against `python -c import ...`."""
+    with results.section("startup") as section:
+        baseline_import_s()      # fills the page cache with the libraries for both; not counted
+        daemon_s, baseline_s = [], []
+        for run in range(settings["startup_runs"]):
+            baseline_s.append(baseline_import_s())
+            daemon_s.append(start_up_s(tmp_path / ("run%d" % run), vcan_channel, candump, profile))
+        row(section, "Start-up: `run` to the first valid frame set on the bus (median of %d)"
+            % len(daemon_s), statistics.median(daemon_s), statistics.median(baseline_s), "s",
+            "python start + import of the same libraries (median of %d)" % len(baseline_s))
+        table(section, "Start-up, each run", ["run", "daemon (s)", "baseline (s)"],
+              [[i + 1, round(d, 3), round(b, 3)] for i, (d, b) in enumerate(zip(daemon_s, baseline_s))])
+
+
+def start_up_s(folder, channel: str, candump, profile) -> float:
+    folder.mkdir()
+    recorder = candump(channel)
+    daemon = ServiceDaemon(folder, channel)
+    started = time.time()
+    daemon.start()
+    try:
+        daemon.wait_sending(START_TIMEOUT_S)
+        time.sleep(profile.cycle_s + 0.5)       # the set's IDs are spread over one cycle
+        captured = recorder.stop()
+    finally:
+        daemon.stop()
+    complete = stats.first_complete_set(
+        ((c.timestamp, c.frame.arbitration_id, valid(profile, c.frame)) for c in captured), profile.frame_ids)
+    if complete is None:
+        raise AssertionError("no complete valid frame set (%s) reached the bus; seen: %s" % (
+            " ".join("%X" % i for i in profile.frame_ids), sorted({"%X" % c.frame.arbitration_id for c in captured})))
+    return complete - started
+
+
+def test_cadence(results, settings, profile, shared_daemon, candump, vcan_channels):
+    """Intervals between frames of each ID, idle and with every core busy, against cangen."""
+    bus, spare = vcan_channels[:2]
+    with results.section("cadence") as section:
+        daemon = shared_daemon()
+        for duration, loops in ((settings["idle_s"], 0), (settings["loaded_s"], os.cpu_count())):
+            restarts_before = restarts(daemon)
+            ours, theirs = candump(bus), candump(spare)
+            period_ms = ms(profile.cycle_s)
+            generator = can_utils.cangen(spare, ["-g", "%g" % period_ms, "-I", "%X" % profile.frame_ids[0],
+                                                 "-L", "8", "-D", "i", "-n", str(int(duration / profile.cycle_s) + 10)])
+            with busy_loops(loops):
+                start = time.time()
+                time.sleep(duration)
+                end = time.time()
+            generator.terminate()
+            generator.wait(10)
+            our_stamps = stats.stamps_by_id(((c.timestamp, c.frame.arbitration_id) for c in ours.stop()), start, end)
+            their_stamps = stats.stamps_by_id(((c.timestamp, c.frame.arbitration_id) for c in theirs.stop()), start, end)
+            condition = "%s, %g s" % ("every core busy, %d busy loops" % loops if loops else "idle machine", duration)
+            add_cadence(section, condition, profile, our_stamps, their_stamps.get(profile.frame_ids[0], []),
+                        restarts(daemon) - restarts_before)
+
+
+def add_cadence(section, condition: str, profile, our_stamps, baseline_stamps, restarted: int) -> None:
+    missing = [frame_id for frame_id in profile.frame_ids if len(our_stamps.get(frame_id, ())) < 3]
+    if missing:
+        raise AssertionError("cadence (%s): IDs %s hardly reached the bus"
+                             % (condition, " ".join("%X" % i for i in missing)))
+    period = profile.cycle_s
+    per_id = {frame_id: stats.cadence(stats.intervals(our_stamps[frame_id]), period) for frame_id in profile.frame_ids}
+    ours = stats.cadence([gap for frame_id in profile.frame_ids for gap in stats.intervals(our_stamps[frame_id])],
+                         period)
+    theirs = stats.cadence(stats.intervals(baseline_stamps), period)
+    baseline_is = "cangen -g %g, same time, other vcan" % ms(period)
+    for figure, field in (("median interval", "median_s"), ("99th percentile interval", "p99_s"),
+                          ("largest deviation from the %g s period" % period, "max_deviation_s")):
+        row(section, "Cadence (%s): %s, all IDs" % (condition, figure), ms(getattr(ours, field)),
+            ms(getattr(theirs, field)), "ms", baseline_is)
+    table(section, "Cadence (%s), per ID; worker restarts during it: %d" % (condition, restarted),
+          ["ID", "intervals", "median (ms)", "p99 (ms)", "largest deviation (ms)"],
+          [["%X" % frame_id] + cadence_cells(per_id[frame_id]) for frame_id in profile.frame_ids]
+          + [["cangen (baseline)"] + cadence_cells(theirs)])
+
+
+def cadence_cells(figures: stats.Cadence) -> List:
+    return [figures.intervals, round(ms(figures.median_s), 3), round(ms(figures.p99_s), 3),
+            round(ms(figures.max_deviation_s), 3)]
+
+
+def test_memory(results, shared_daemon):
+    """PSS of the daemon's process tree against one bare interpreter holding the same libraries."""
+    with results.section("memory") as section:
+        daemon = shared_daemon()
+        names = process_names(daemon)
+        with baseline_interpreter() as baseline_pid:      # both measured at the same moment
+            tree = {pid: proc.memory(pid) for pid in names}
+            baseline = proc.memory(baseline_pid)
+        service = [pid for pid, name in names.items() if name not in SIMULATION_PROCESSES]
+        baseline_is = "one python that imported the same libraries"
+        row(section, "Memory (PSS): the whole process tree, %d processes" % len(tree),
+            sum(m.pss_bytes for m in tree.values()) / MIB, baseline.pss_bytes / MIB, "MiB", baseline_is)
+        row(section, "Memory (PSS): as on a device, without the simulator and its D-Bus (%s)"
+            % ", ".join(names[pid] for pid in service),
+            sum(tree[pid].pss_bytes for pid in service) / MIB, baseline.pss_bytes / MIB, "MiB", baseline_is)
+        table(section, "Memory per process", ["process", "PSS (MiB)", "USS (MiB)", "RSS (MiB)"],
+              [[names[pid]] + memory_cells(tree[pid]) for pid in names]
+              + [["baseline interpreter"] + memory_cells(baseline)])
+
+
+def memory_cells(memory: proc.Memory) -> List[float]:
+    return [round(memory.pss_bytes / MIB, 2), round(memory.uss_bytes / MIB, 2), round(memory.rss_bytes / MIB, 2)]
+
+
+def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_channel):
+    """CPU time of the daemon's tree while cangen floods the bus with foreign IDs, against candump."""
+    with results.section("cpu") as section:
+        daemon = shared_daemon()
+        names = process_names(daemon)
+        window = settings["cpu_s"]
+        idle = cpu_rates(list(names), window)
+        recorder = candump(vcan_channel)
+        readers = [pid for pid in children_of(os.getpid()) if proc.command_name(pid) == "candump"]
+        assert len(readers) == 1, "expected one candump, found %s" % readers
+        nominal_rate = 1000.0 / settings["flood_gap_ms"]
+        flood = can_utils.cangen(vcan_channel, ["-g", "%g" % settings["flood_gap_ms"], "-I", FOREIGN_ID,
+                                                "-L", "8", "-D", "i", "-n", str(int(nominal_rate * (window + 30)))])
+        try:
+            time.sleep(2.0)
+            sent_before, started = frames_sent(vcan_channel), time.monotonic()
+            flooded = cpu_rates(list(names) + readers, window)
+            rate = (frames_sent(vcan_channel) - sent_before) / (time.monotonic() - started)
+        finally:
+            flood.terminate()
+            flood.wait(10)
+        recorder.stop()
+        if process_names(daemon) != names:
+            raise AssertionError("the daemon's processes changed during the measurement: %s, then %s"
+                                 % (names, process_names(daemon)))
+        ours_idle, ours_flooded = (ms(sum(r[pid] for pid in names)) for r in (idle, flooded))
+        row(section, "CPU time per second, bus flooded with foreign IDs (%.0f frames/s): the daemon's tree"
+            % rate, ours_flooded, ms(flooded[readers[0]]), "ms/s",
+            "candump reading the same bus (it dropped %d frames)" % recorder.dropped)
+        row(section, "CPU time per second of the daemon's tree: flooded bus against idle bus",
+            ours_flooded, ours_idle, "ms/s", "the same daemon, idle bus, the %g s before" % window)
+        table(section, "CPU time per second (ms/s) per process, %g s each" % window,
+              ["process", "idle bus", "flooded bus"],
+              [[names[pid], round(ms(idle[pid]), 2), round(ms(flooded[pid]), 2)] for pid in names]
+              + [["candump (baseline)", "", round(ms(flooded[readers[0]]), 2)]])
+
+
+@pytest.mark.parametrize("how, sig", [("kill -9", signal.SIGKILL), ("SIGSTOP", signal.SIGSTOP)])
+def test_failover_of_bms_tx(results, settings, profile, shared_daemon, candump, vcan_channel, how, sig):
+    """The longest gap of any ID through a kill or a hang of bms_tx, against the gaps just before."""
+    with results.section("failover %s" % how) as section:
+        daemon = shared_daemon()
+        window = settings["failover_window_s"]
+        recorder = candump(vcan_channel)
+        time.sleep(window)
+        victim = daemon.status()["workers"]["bms_tx"]
+        fault = time.time()
+        os.kill(victim["pid"], sig)
+        daemon.wait_for(lambda s: s["workers"]["bms_tx"]["restarts"] > victim["restarts"], RESTART_TIMEOUT_S,
+                        "bms_tx restarted")
+        daemon.wait_sending(RESTART_TIMEOUT_S)
+        recovered = time.time() - fault
+        time.sleep(window)
+        stamps = stats.stamps_by_id((c.timestamp, c.frame.arbitration_id) for c in recorder.stop())
+        gaps = {frame_id: stats.gaps_around(stamps.get(frame_id, []), fault) for frame_id in profile.frame_ids}
+        empty = [frame_id for frame_id, (before, after) in gaps.items() if not before or not after]
+        if empty:
+            raise AssertionError("IDs %s were not on the bus on both sides of the fault"
+                                 % " ".join("%X" % i for i in empty))
+        row(section, "Failover, %s of bms_tx: longest gap of any ID" % how,
+            ms(max(max(after) for _, after in gaps.values())), ms(max(max(before) for before, _ in gaps.values())),
+            "ms", "longest gap of any ID in the %g s before, same daemon" % window)
+        table(section, "Failover, %s of bms_tx: longest gap per ID; bms_tx sending again after %.1f s"
+              % (how, recovered), ["ID", "before (ms)", "through the fault (ms)"],
+              [["%X" % frame_id, round(ms(max(before)), 1), round(ms(max(after)), 1)]
+               for frame_id, (before, after) in gaps.items()])
+
+
+def test_failover_of_the_active_instance(results):
+    """Two instances on one bus, kill -9 of the active one: needs the hot standby ([standby])."""
+    with results.section("failover two instances") as section:
+        if not hasattr(config.load(), "standby"):
+            section["not_available"] = ("the hot standby is not built yet: config.toml has no [standby] "
+                                        "section, so a second instance cannot stand by")
+            return
+        raise AssertionError("config.toml has [standby] now, but bench/vm_bench.py does not start "
+                             "two instances yet: write this benchmark")
