@@ -8,6 +8,7 @@ bus: ``load`` either returns a valid ``Config`` or raises ``ConfigError``.
 """
 import math
 import os
+import sys
 import re
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
@@ -153,6 +154,16 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "load_w": number(0, 100000),
         "temperature_c": number(-40, 80),
         "time_scale": number(1, 3600),
+    },
+    "standby": {
+        "enabled": FLAG,
+        "node_id": integer(1, 15),
+        "priority": integer(0, 255),
+        "takeover_s": number(0.5, 30),
+        "preempt": FLAG,
+        "heartbeat": FLAG,
+        "heartbeat_id": integer(0, 0x7FF),
+        "heartbeat_interval_s": number(0.05, 2),
     },
 }
 
@@ -320,6 +331,31 @@ def _cross_checks(v: Dict[str, Dict[str, Any]]) -> List[str]:
          "(it ends the D-Bus names com.victronenergy.vebus.<suffix> and com.victronenergy.battery.<suffix>)"
          % ven["service_suffix"])
     need(ven["energy_file"] != "", "venus.energy_file is empty: expected the path of the energy counter file")
+    if v["standby"]["enabled"]:
+        problems.extend(_standby_checks(v["standby"], inv["profile"], profile))
+    return problems
+
+
+def _standby_checks(sb: Dict[str, Any], profile_name: str, profile) -> List[str]:
+    """The hot-standby timing must fit the profile's cadence, and its heartbeat id must be free."""
+    problems = []
+    minimum = 1.5 * profile.cycle_s
+    if sb["takeover_s"] < minimum:
+        problems.append("standby.takeover_s = %g is below %g for inverter.profile = %r: a standby must see at least "
+                        "one frame of each %g s cycle within it" % (sb["takeover_s"], minimum, profile_name,
+                                                                    profile.cycle_s))
+    if sb["heartbeat"] and sb["heartbeat_interval_s"] * 4 > sb["takeover_s"]:
+        problems.append("standby.heartbeat_interval_s = %g is above standby.takeover_s / 4 = %g: a peer must be "
+                        "heard several times within the takeover time"
+                        % (sb["heartbeat_interval_s"], sb["takeover_s"] / 4))
+    heartbeat_id = sb["heartbeat_id"]
+    used = heartbeat_id in profile.frame_ids or any(
+        not entry["extended"] and heartbeat_id & entry["can_mask"] == entry["can_id"] & entry["can_mask"]
+        for entry in profile.rx_filters)
+    if sb["heartbeat"] and used:
+        problems.append("standby.heartbeat_id = 0x%03X is used by inverter.profile = %r: choose an 11-bit id outside "
+                        "its frames (%s) and the inverter's, or set standby.heartbeat = false"
+                        % (heartbeat_id, profile_name, ", ".join("0x%03X" % i for i in profile.frame_ids)))
     return problems
 
 
@@ -383,3 +419,13 @@ def load(path: Optional[str] = None) -> Config:
     if path is None or os.path.abspath(path) == DEFAULT_PATH:
         return from_dict(defaults, (DEFAULT_PATH,))
     return from_dict(_merge(defaults, _read_toml(path)), (DEFAULT_PATH, path))
+
+
+def load_or_exit(path: Optional[str] = None) -> Config:
+    """``load`` for a command line: every problem on stderr, then exit code 2."""
+    try:
+        return load(path)
+    except ConfigError as error:
+        for problem in error.problems:
+            print("config: %s" % problem, file=sys.stderr)
+        raise SystemExit(2) from None

@@ -18,8 +18,25 @@ import signal
 import sys
 import time
 
+import multiprocessing_logging
+import sdnotify
+
 import config as config_module
+from canbus.bus import kernel_cyclic
+from canbus.recorder import BusRecorder
+from failsafe.standby import ACTIVE, STANDBY, HotStandby
+from failsafe.transmitter import FailsafeTransmitter
+from health.check import problems
+from health.process_metrics import ProcessMetrics
+from health.status import build_status, format_status
+from ipc.atomic_file import read_json, write_atomic
+from ipc.private_dbus import PrivateDbus
+from ipc.shared_state import SharedState, StateInUse
+from protocol import profiles
+from protocol.decode import decode_lines
+from tools.replay import run_cli
 from version import VERSION
+from workers.runtime import main as worker_main
 
 log = logging.getLogger("pylon-venus")
 
@@ -45,9 +62,6 @@ class WorkerHandle:
 
 class Supervisor:
     def __init__(self, cfg, record_path=None):
-        from health.process_metrics import ProcessMetrics
-        from ipc.shared_state import SharedState
-        self._metrics_class = ProcessMetrics
         self.cfg = cfg
         self.started = time.monotonic()
         self.started_wall = time.time()
@@ -63,33 +77,32 @@ class Supervisor:
         self.workers = collections.OrderedDict((name, WorkerHandle(name)) for name in names)
         self.notifier = systemd_notifier()
         if record_path:
-            from canbus.recorder import BusRecorder
             self.recorder = BusRecorder(cfg, record_path)
         if "simulator" in self.workers or cfg.battery.source == "simulated":
-            from ipc.private_dbus import PrivateDbus
             self.private_dbus = PrivateDbus()
             self.private_dbus.export()
             log.info("simulation: private D-Bus at %s", self.private_dbus.address)
-        from failsafe.transmitter import FailsafeTransmitter
         self.failsafe = FailsafeTransmitter(cfg, self.state, log)
+        self.standby = HotStandby(cfg, log) if cfg.standby.enabled else None
+        self.role = STANDBY if self.standby is not None else ACTIVE
+        self._publish_role(time.monotonic(), "hot standby: listening for an active device" if self.standby
+                           else "the only device on the bus (hot standby off)")
 
     # -- workers -----------------------------------------------------------------
     def spawn(self, handle: WorkerHandle) -> None:
-        from workers.runtime import main
-        handle.process = self.context.Process(target=main, args=(handle.name, self.cfg, self.state.path),
+        handle.process = self.context.Process(target=worker_main, args=(handle.name, self.cfg, self.state.path),
                                               name=handle.name)
         handle.process.start()
         handle.started_at = time.monotonic()
         handle.state = "running"
-        handle.metrics = self._metrics_class(handle.process.pid)
+        handle.metrics = ProcessMetrics(handle.process.pid)
         log.info("worker %s started (pid %d)", handle.name, handle.process.pid)
 
     def on_exit(self, handle: WorkerHandle, reason: str, failed_at: float) -> None:
         """A worker ended: let the failsafe cover bms_tx, then schedule the restart."""
         handle.process.join()
         handle.last_exit = reason
-        if handle.name == "bms_tx" and self.failsafe.available():
-            from canbus.bus import kernel_cyclic
+        if handle.name == "bms_tx" and self.role == ACTIVE and self.failsafe.available():
             # The kernel kept sending a hung worker's frames until it was killed.
             self.failsafe.engage(time.monotonic() if kernel_cyclic(self.cfg) else failed_at)
         now = time.monotonic()
@@ -130,14 +143,62 @@ class Supervisor:
                     self.on_exit(handle, "did not start within %g s, killed" % wd.startup_timeout_s, now)
             elif handle.state in ("starting", "backoff", "fault") and now >= handle.next_start:
                 self.spawn(handle)
+        self.arbitrate()
         self.hand_over()
 
+    def arbitrate(self) -> None:
+        """Hot standby: re-decide the role from what is on the bus; a change takes effect at once."""
+        if self.standby is None:
+            return
+        now = time.monotonic()
+        frames = self.state.read("frames") or {}
+        change = self.standby.update(now, ready=frames.get("report") is not None,
+                                     fresh=self._own_data_fresh(now), sending=self._sending())
+        if change is None:
+            return
+        log.warning("hot standby: role %s: %s", change.role, change.reason)
+        if change.role == ACTIVE:
+            self._cover_takeover(now)
+        else:
+            self.failsafe.release()
+        self.role = change.role
+        self._publish_role(now, change.reason)
+
+    def _cover_takeover(self, now: float) -> None:
+        """Without fresh data of our own (or a bms_tx to send it), send the active device's last
+        frames through the failsafe, with a new cadence whose first frame is due now."""
+        if self._own_data_fresh(now) and self.workers["bms_tx"].alive:
+            return          # bms_tx sees the role and starts at once
+        peer_frames = self.standby.observed_frame_set(now)
+        if peer_frames is not None:
+            self.failsafe.engage(now - 1e-6, source=peer_frames)
+
+    def _own_data_fresh(self, now: float) -> bool:
+        battery = self.state.read("battery") or {}
+        return battery.get("updated") is not None and now - battery["updated"] <= self.cfg.stale.hold_s
+
+    def _sending(self) -> bool:
+        """Our frames are on the bus: the failsafe's or bms_tx's."""
+        bms = self.workers["bms_tx"]
+        beat = self.state.read("heartbeat.bms_tx") or {}
+        return self.failsafe.engaged or (bms.alive and beat.get("pid") == bms.process.pid
+                                         and bool(beat.get("transmitting")))
+
+    def _publish_role(self, now: float, reason: str) -> None:
+        self.state.write("role", {"role": self.role, "since": now, "reason": reason})
+
     def hand_over(self) -> None:
-        """Failsafe on while bms_tx cannot send; off as soon as a new bms_tx is ready."""
+        """Failsafe on while bms_tx cannot send; off as soon as a new bms_tx is ready (covering a
+        takeover with the active device's last frames: once our own data is fresh too). Only an
+        active device sends."""
+        if self.role != ACTIVE:
+            self.failsafe.release()
+            return
         bms = self.workers["bms_tx"]
         beat = self.state.read("heartbeat.bms_tx") or {}
         ready = bms.state == "running" and beat.get("pid") == bms.process.pid and beat.get("ready")
-        if self.failsafe.engaged and ready:
+        if self.failsafe.engaged and ready and (self.failsafe.source is None
+                                                or self._own_data_fresh(time.monotonic())):
             self.failsafe.release()
         elif not self.failsafe.engaged and bms.state != "running" and self.failsafe.available():
             self.failsafe.engage(time.monotonic())
@@ -173,15 +234,12 @@ class Supervisor:
             if handle.alive:
                 handle.process.terminate()
         deadline = time.monotonic() + 3
-        for handle in self.workers.values():
-            if handle.process is not None:
-                handle.process.join(max(0.0, deadline - time.monotonic()))
-                if handle.process.is_alive():
-                    log.warning("worker %s did not stop; killed", handle.name)
-                    handle.process.kill()
-                    handle.process.join()
-            handle.state = "stopped"
+        self._join(self.workers["bms_tx"], deadline)
         self.failsafe.close()
+        if self.standby is not None:
+            self.standby.close()        # our frames have stopped: a hot-standby peer takes over at once
+        for handle in self.workers.values():
+            self._join(handle, deadline)
         if self.recorder is not None:
             self.recorder.close()
         if self.private_dbus is not None:
@@ -190,22 +248,30 @@ class Supervisor:
         self.state.close()
         log.info("stopped")
 
+    @staticmethod
+    def _join(handle: WorkerHandle, deadline: float) -> None:
+        if handle.process is not None:
+            handle.process.join(max(0.0, deadline - time.monotonic()))
+            if handle.process.is_alive():
+                log.warning("worker %s did not stop; killed", handle.name)
+                handle.process.kill()
+                handle.process.join()
+        handle.state = "stopped"
+
     # -- health ------------------------------------------------------------------
     def write_status(self) -> None:
-        from health.check import problems
-        from health.status import build_status
-        from ipc.atomic_file import write_atomic
         status = build_status(self, VERSION)
         write_atomic(self.cfg.status.file, json.dumps(status, indent=1))
         if self.notifier is None:
             return
-        if status["frames"] and not self.ready_sent:
+        serving = bool(status["frames"]) or self.role == STANDBY      # a standby serves by listening
+        if serving and not self.ready_sent:
             self.notifier.notify("READY=1")
             self.ready_sent = True
         reasons = problems(status, self.cfg)
         self.notifier.notify("STATUS=%s" % ("; ".join(reasons) if reasons else "healthy, sending %d frames"
-                                            % len(status["frames"])))
-        if status["frames"] or not self.ready_sent:
+                                            % len(status["frames"]) if status["frames"] else "healthy, standby"))
+        if serving or not self.ready_sent:
             self.notifier.notify("WATCHDOG=1")
 
 
@@ -217,7 +283,6 @@ def segment_name(cfg) -> str:
 def systemd_notifier():
     if not os.environ.get("NOTIFY_SOCKET"):
         return None
-    import sdnotify
     return sdnotify.SystemdNotifier()
 
 
@@ -227,14 +292,12 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    import multiprocessing_logging
     multiprocessing_logging.install_mp_handler()
 
 
 # -- commands --------------------------------------------------------------------
 def cmd_run(args, cfg) -> int:
     setup_logging(cfg.logging.level)
-    from ipc.shared_state import StateInUse
     try:
         return Supervisor(cfg, args.record).run()
     except StateInUse as error:
@@ -245,8 +308,6 @@ def cmd_run(args, cfg) -> int:
 
 
 def cmd_status(args, cfg) -> int:
-    from health.status import format_status
-    from ipc.atomic_file import read_json
     status = read_json(cfg.status.file)
     if status is None:
         print("no status file at %s: pylon-venus is not running" % cfg.status.file)
@@ -256,8 +317,6 @@ def cmd_status(args, cfg) -> int:
 
 
 def cmd_check(args, cfg) -> int:
-    from health.check import problems
-    from ipc.atomic_file import read_json
     reasons = problems(read_json(cfg.status.file), cfg)
     for reason in reasons:
         print("UNHEALTHY: %s" % reason)
@@ -267,8 +326,6 @@ def cmd_check(args, cfg) -> int:
 
 
 def cmd_decode(args, cfg) -> int:
-    from protocol import profiles
-    from protocol.decode import decode_lines
     profile = profiles.get(args.profile or cfg.inverter.profile)
     try:
         source = sys.stdin if args.file == "-" else open(args.file)
@@ -282,7 +339,6 @@ def cmd_decode(args, cfg) -> int:
 
 
 def cmd_replay(args, cfg) -> int:
-    from tools.replay import run_cli
     return run_cli(args.trace, cfg, sys.stdout, sys.stderr, plot_path=args.plot)
 
 
@@ -313,12 +369,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = config_module.load(args.config)
-    except config_module.ConfigError as error:
-        for problem in error.problems:
-            print("config: %s" % problem, file=sys.stderr)
-        return 2
+    cfg = config_module.load_or_exit(args.config)
     handler = {"run": cmd_run, "status": cmd_status, "check": cmd_check,
                "decode": cmd_decode, "replay": cmd_replay}[args.command]
     return handler(args, cfg)

@@ -16,6 +16,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_LEVEL_MODULES = ("supervisor", "config")
 NOT_RUN_BY_THE_DAEMON = ("tests", "dev", "bench", "tools", "service", "vendor")
+USAGE = "usage: baseline_imports.py [--hold]"
 LOADED_AT_RUN_TIME = ("can.interfaces.socketcan", "dbus.mainloop.glib", "gi.repository.GLib",
                       "multiprocessing_logging")
 
@@ -44,7 +45,7 @@ def runtime_packages() -> list:
 
 def main(argv) -> int:
     if argv not in ([], ["--hold"]):
-        print("usage: baseline_imports.py [--hold]", file=sys.stderr)
+        print(USAGE, file=sys.stderr)
         return 2
     sys.path.insert(0, ROOT)
     for name in daemon_modules():

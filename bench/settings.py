@@ -1,5 +1,6 @@
 """The benchmark run's settings, defined once for bench/run.py and for the VM side (conftest.py)."""
-from typing import NamedTuple
+import argparse
+from typing import Callable, NamedTuple
 
 
 class Setting(NamedTuple):
@@ -26,13 +27,15 @@ def option(name: str) -> str:
     return "--bench-" + name.replace("_", "-")
 
 
-def positive(setting: Setting, text: str):
-    """The setting's value from ``text``; ValueError naming the setting unless it is positive."""
-    try:
-        value = setting.type(text)
-    except ValueError:
-        value = None
-    if value is None or value <= 0:
-        raise ValueError("%s must be a positive %s, got %r" % (
-            setting.name, "whole number" if setting.type is int else "number", text))
-    return value
+def argument_type(setting: Setting) -> Callable[[str], float]:
+    """An argparse ``type`` that accepts only positive values of the setting's type."""
+    def parse(text: str):
+        try:
+            value = setting.type(text)
+        except ValueError:
+            value = None
+        if value is None or value <= 0:
+            raise argparse.ArgumentTypeError("%s must be a positive %s, got %r" % (
+                setting.name, "whole number" if setting.type is int else "number", text))
+        return value
+    return parse

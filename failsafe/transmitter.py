@@ -1,8 +1,9 @@
 """The failsafe: while bms_tx is not transmitting, the supervisor keeps the frames flowing.
 
-It sends the last frame set bms_tx left in shared memory, made conservative with age by
-the BMS engine's own stale policy (``bms.stale.degrade``), on the same schedule, so the
-inverter sees no gap. It runs in a thread of the supervisor: starting the periodic tasks
+It sends the last frame set bms_tx left in shared memory (on a hot standby that takes over
+without fresh data of its own: the last frame set heard from the active device), made
+conservative with age by the BMS engine's own stale policy (``bms.stale.degrade``), on the
+same schedule, so the inverter sees no gap. It engages only while this device is active. It runs in a thread of the supervisor: starting the periodic tasks
 waits for each ID's due time and must not hold up the watchdog.
 """
 import threading
@@ -41,6 +42,8 @@ class FailsafeTransmitter:
         self._wake = threading.Event()
         self._release = threading.Event()
         self._after = 0.0
+        self.source: Optional[dict] = None       # None: bms_tx's last frame set
+        self._schedule: Optional[dict] = None
         self._thread = threading.Thread(target=self._run, name="failsafe", daemon=True)
         self._closing = False
         self._publish(engaged=False)
@@ -55,16 +58,23 @@ class FailsafeTransmitter:
         slot = self.state.read("frames") or {}
         return slot.get("report") is not None and slot.get("schedule") is not None
 
-    def engage(self, after: float) -> None:
-        """Start sending; each ID's first frame is its first due time after ``after``."""
+    def engage(self, after: float, source: Optional[dict] = None) -> None:
+        """Start sending; each ID's first frame is its first due time after ``after``.
+
+        ``source``: a frame set in the frames slot's form to send instead of bms_tx's last one
+        (a hot standby taking over with the last frames it heard from the active device).
+        """
         with self._lock:
             if self.engaged:
                 return
             self.engaged_since = time.monotonic()
             self._after = after
+            self.source = source
+            self._schedule = (source or self.state.read("frames"))["schedule"]
             self._release.clear()
             self._publish(engaged=True)
-        self.log.warning("failsafe engaged: sending the last-known frame set, made conservative with age")
+        self.log.warning("failsafe engaged: sending %s, made conservative with age",
+                         "the active device's last frame set" if source else "the last-known frame set")
         self._wake.set()
 
     def release(self) -> None:
@@ -82,6 +92,8 @@ class FailsafeTransmitter:
 
     def _publish(self, engaged: bool, **extra) -> None:
         extra.update(engaged=engaged, since=self.engaged_since)
+        if engaged:
+            extra["schedule"] = self._schedule        # bms_tx continues this cadence when it takes over
         if engaged and self._sender is not None:
             extra["frames"] = self._frames_json
             extra["report"] = self._report_json
@@ -99,7 +111,7 @@ class FailsafeTransmitter:
                 self.log.exception("failsafe could not send; retrying next cycle")
 
     def _send(self) -> None:
-        slot = self.state.read("frames")
+        slot = self.source or self.state.read("frames")
         report = degrade(last_report(slot), data_age(slot, time.monotonic()), self.cfg)
         frames = self.profile.encode(report, self.cfg.inverter.manufacturer)
         self._frames_json = [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames]
@@ -113,7 +125,7 @@ class FailsafeTransmitter:
                 self._sender.update(frames)
                 self._publish(engaged=True)
                 return
-            sender = CyclicFrameSet(self._bus, Schedule.from_dict(slot["schedule"]))
+            sender = CyclicFrameSet(self._bus, Schedule.from_dict(self._schedule))
         if sender.start(frames, self._after, self._release.wait):
             with self._lock:
                 if self.engaged and not self._release.is_set():

@@ -15,7 +15,7 @@ import time
 from typing import Any, Dict, Optional
 
 MAGIC = b"PYLVENUS"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 SHM_DIR = "/dev/shm"
 
 # name -> payload capacity in bytes; order fixes the offsets.
@@ -27,6 +27,7 @@ SLOTS = (
     ("dvcc", 4096),             # dbus_publisher: limits written by Venus (DVCC/ESS) and settings
     ("bms_tx.can", 1024),       # bms_tx: its CAN link state and counters
     ("failsafe", 4096),         # supervisor: whether its failsafe transmitter holds the bus
+    ("role", 512),              # supervisor: hot-standby role; bms_tx transmits only while "active"
     ("heartbeat.can_rx", 256),
     ("heartbeat.bms_tx", 256),
     ("heartbeat.dbus_publisher", 256),

@@ -187,12 +187,7 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = config_module.load(args.config)
-    except config_module.ConfigError as error:
-        for problem in error.problems:
-            print("config: %s" % problem, file=sys.stderr)
-        return 2
+    cfg = config_module.load_or_exit(args.config)
     if args.command == "show":
         print(cfg.can.interface, cfg.can.channel, cfg.can.bitrate)
         return 0

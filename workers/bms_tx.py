@@ -65,6 +65,7 @@ class BmsTransmitter:
         self._logged_state, self._logged_at = None, 0.0
         self.send_failures = 0
         self._persisted_phase, self._persisted_at = None, 0.0
+        self._covered: Optional[Schedule] = None     # the cadence of the failsafe we wait for
 
     def _restore_state(self):
         """The engine's state from shared memory (a worker restart) or the file (a daemon restart)."""
@@ -106,10 +107,10 @@ class BmsTransmitter:
         self._persist(self.engine.state.to_dict(), decision.phase, now)
         self._log_decision(decision, report, frames, now)
         try:
-            if self.sender is None:
-                self._start(frames)
-            else:
+            if self.sender is not None:
                 self.sender.update(frames)
+            elif self.active():
+                self._start(frames)
         except (can.CanError, OSError) as error:
             self.send_failures += 1
             self.worker.log.error("sending failed (%s); the bus is reopened next cycle", error)
@@ -140,23 +141,40 @@ class BmsTransmitter:
             ", force charge" if report.force_charge_1 or report.force_charge_2 else "")
         self.worker.log.info("frames: %s", " ".join(str(frame) for frame in frames))
 
-    def _inherited_schedule(self, frames) -> Optional[Schedule]:
-        """The cadence the bus already has (a previous bms_tx or the failsafe), if it fits."""
-        known = Schedule.from_dict((self.worker.state.read("frames") or {}).get("schedule"))
+    def active(self) -> bool:
+        """This device transmits (hot standby: the supervisor's role slot says so)."""
+        return (self.worker.state.read("role") or {}).get("role") == "active"
+
+    def _inherited_schedule(self, frames, known: Optional[Schedule] = None) -> Optional[Schedule]:
+        """The cadence the bus already has (``known``: the failsafe's, else a previous bms_tx's), if
+        it fits; a standby has none on the bus."""
+        if known is None:
+            if not self.active():
+                return None
+            known = Schedule.from_dict((self.worker.state.read("frames") or {}).get("schedule"))
         ids = tuple(frame.arbitration_id for frame in frames)
         if known is not None and tuple(known.ids) == ids and known.cycle_s == self.profile.cycle_s:
             return known
         return None
 
     def _start(self, frames) -> None:
-        """Take the bus once the failsafe has let go of it, continuing its cadence."""
+        """Take the bus, while the role is active, once the failsafe has let go of it, continuing
+        its cadence. A wait longer than a cycle returns, so the next cycle decides afresh."""
         self.worker.beat(ready=True, transmitting=False)
+        give_up = time.monotonic() + self.profile.cycle_s
         while not self.worker.stopping.is_set():
+            if not self.active():
+                self._covered = None
+                return
             failsafe = self.worker.state.read("failsafe") or {}
             if not failsafe.get("engaged"):
                 break
+            self._covered = Schedule.from_dict(failsafe.get("schedule"))
+            if time.monotonic() >= give_up:
+                return
             self._sleep(self.cfg.watchdog.heartbeat_interval_s, ready=True)
-        schedule = self._inherited_schedule(frames)
+        schedule = self._inherited_schedule(frames, self._covered)
+        self._covered = None
         if schedule is None:        # a new cadence: its first ID is due now
             now = time.monotonic()
             schedule, after = Schedule(now, self.profile.cycle_s, tuple(f.arbitration_id for f in frames)), now - 1e-6
@@ -171,10 +189,12 @@ class BmsTransmitter:
                                  schedule.cycle_s, self.cfg.can.interface, self.cfg.can.channel)
 
     def _sleep(self, seconds: float, **beat) -> bool:
-        """Sleep while beating; True when asked to stop."""
+        """Sleep while beating; True when asked to stop or when the role is no longer active."""
         deadline = time.monotonic() + seconds
         while True:
             self.worker.beat(**beat)
+            if not self.active():
+                return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return self.worker.stopping.is_set()
@@ -191,6 +211,12 @@ class BmsTransmitter:
             write_atomic(self.cfg.state.charge_file, json.dumps(charge_state, indent=1, sort_keys=True))
             self._persisted_phase, self._persisted_at = phase, now
 
+    def stop_sending(self) -> None:
+        """The role turned standby: off the bus at once (the bus stays open)."""
+        self.sender.stop()
+        self.sender = None
+        self.worker.log.info("standby: transmitting stopped")
+
     def close(self) -> None:
         if self.sender is not None:
             self.sender.stop()
@@ -203,9 +229,16 @@ class BmsTransmitter:
 def run(worker) -> None:
     tx = BmsTransmitter(worker)
     next_cycle = time.monotonic()
+    was_active = False
     try:
         while not worker.stopping.is_set():
             now = time.monotonic()
+            active = tx.active()
+            if tx.sender is not None and not active:
+                tx.stop_sending()
+            if active and not was_active:
+                next_cycle = now        # a takeover: decide and transmit at once
+            was_active = active
             if now >= next_cycle:
                 next_cycle = max(next_cycle + tx.profile.cycle_s, now)
                 tx.cycle()

@@ -79,7 +79,7 @@ class Daemon:
                              % (what, json.dumps(self.status(), indent=1), self.log()[-4000:]))
 
     def wait_sending(self, timeout=60.0):
-        return self.wait_for(lambda s: s["frames"] and s["workers"]["bms_tx"]["alive"]
+        return self.wait_for(lambda s: s["pid"] == self.process.pid and s["frames"] and s["workers"]["bms_tx"]["alive"]
                              and not s["failsafe"]["engaged"], timeout, "frames on the bus")
 
     def worker_pid(self, name):

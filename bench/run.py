@@ -1,0 +1,94 @@
+"""Run every benchmark in the system tests' VM, then write bench/RESULTS.md.
+
+    sh bench/run.sh [--idle-s S] [--loaded-s S] ... [--results DIR] [--output FILE]
+
+The VM (tests/system/vm.py) boots Debian's kernel, which has SocketCAN, and runs pytest on
+bench/vm_bench.py; its measurements land in DIR/bench.json, which this turns into Markdown.
+``--render-only`` rewrites the Markdown from an existing bench.json without booting the VM.
+Exits with pytest's exit code (0: every benchmark ran), or 100 when the VM could not run.
+"""
+import argparse
+import compileall
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+from bench import proc, report
+from bench.baseline_imports import ROOT, TOP_LEVEL_MODULES, runtime_packages
+from bench.settings import SETTINGS, argument_type, option
+from tests.system import vm
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_FILE = "bench.json"
+# Time the VM may take beyond the measurements themselves: boot, daemon starts, log parsing.
+VM_OVERHEAD_S = 900.0
+START_UP_S = 90.0          # one timed daemon start-up and its baseline, under emulation
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    results = Path(args.results).resolve()
+    measured = results / RESULTS_FILE
+    exit_code = 0
+    if not args.render_only:
+        measured.unlink(missing_ok=True)      # never report an earlier run's figures as this one's
+        compile_bytecode()
+        exit_code = vm.main(["--results", str(results), "--timeout", "%.0f" % vm_timeout_s(args),
+                             "--", str(BENCH_DIR / "vm_bench.py"), "-v"]
+                            + ["%s=%s" % (option(s.name), getattr(args, s.name)) for s in SETTINGS])
+    if not measured.exists():
+        print("bench: no %s, so %s is left as it was (the VM's output above says why)" % (measured, args.output),
+              file=sys.stderr)
+        return exit_code or vm.VM_FAILED
+    command = "sh bench/run.sh" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+                                          if a != "--render-only")
+    markdown = report.render(json.loads(measured.read_text()), host_machine(), command,
+                             datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+    Path(args.output).write_text(markdown)
+    print(markdown)
+    print("bench: wrote %s%s" % (args.output, "" if exit_code == 0 else
+                                 "; some benchmarks failed (pytest exit %d, see %s)" % (exit_code, results)))
+    return exit_code
+
+
+def parse_args(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.split("\n\n")[0])
+    for setting in SETTINGS:
+        parser.add_argument("--" + setting.name.replace("_", "-"), dest=setting.name, default=setting.default,
+                            type=argument_type(setting),
+                            help="%s (default %s)" % (setting.help, setting.default))
+    parser.add_argument("--results", default=str(BENCH_DIR / "results"),
+                        help="folder for bench.json, pytest.log and candump logs (default bench/results)")
+    parser.add_argument("--output", default=str(BENCH_DIR / "RESULTS.md"), help="the Markdown report")
+    parser.add_argument("--render-only", action="store_true",
+                        help="only rewrite the report from the results folder's bench.json")
+    return parser.parse_args(argv)
+
+
+def vm_timeout_s(args) -> float:
+    """Boot, the timed start-ups, every measurement window, with a generous margin."""
+    windows = args.idle_s + args.loaded_s + 2 * args.cpu_s + 4 * args.failover_window_s
+    return VM_OVERHEAD_S + START_UP_S * args.startup_runs + windows
+
+
+def compile_bytecode() -> None:
+    """Byte code for the code the VM runs, as an install has: the VM's view of this tree is
+    read-only, so without it every start would compile the project again."""
+    for name in TOP_LEVEL_MODULES:
+        compileall.compile_file(os.path.join(ROOT, name + ".py"), quiet=1)
+    for folder in runtime_packages() + ["bench", "tests"]:
+        compileall.compile_dir(os.path.join(ROOT, folder), quiet=1)
+
+
+def host_machine() -> dict:
+    uname = platform.uname()
+    return {"uname": "%s %s %s" % (uname.system, uname.release, uname.machine),
+            "cpu_model": proc.cpu_model(), "cpus": os.cpu_count()}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

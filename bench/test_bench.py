@@ -1,0 +1,137 @@
+"""The benchmarks' own arithmetic and report, checked on the host: `pytest bench/test_bench.py`.
+
+The figures are only as good as the statistics behind them, so these are checked against
+values worked out by hand and against the standard library, never against themselves.
+"""
+import argparse
+import statistics
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+from bench import report, stats
+from bench.baseline_imports import USAGE, daemon_modules
+from bench.settings import SETTINGS, argument_type
+
+
+def test_intervals_are_the_differences_of_consecutive_stamps():
+    assert stats.intervals([10.0, 11.0, 12.5, 12.75]) == [1.0, 1.5, 0.25]
+    assert stats.intervals([3.0]) == []
+
+
+def test_percentile_is_nearest_rank():
+    values = list(range(1, 101))        # 1..100: the 99th percentile is 99, the median rank 50
+    assert stats.percentile(values, 0.99) == 99
+    assert stats.percentile(values, 0.5) == 50
+    assert stats.percentile(values, 1.0) == 100
+    assert stats.percentile([7.0], 0.99) == 7.0
+    assert stats.percentile([5, 1, 3], 0.99) == 5
+
+
+@pytest.mark.parametrize("values, fraction", [([], 0.5), ([1.0], 0.0), ([1.0], 1.5)])
+def test_percentile_refuses_what_has_no_answer(values, fraction):
+    with pytest.raises(ValueError):
+        stats.percentile(values, fraction)
+
+
+@hypothesis_settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0.0, 10.0), min_size=1, max_size=200), st.floats(0.01, 1.0))
+def test_percentile_has_the_fraction_of_values_at_or_below_it(values, fraction):
+    result = stats.percentile(values, fraction)
+    assert result in values
+    at_or_below = sum(1 for v in values if v <= result)
+    below = sum(1 for v in values if v < result)
+    assert at_or_below >= fraction * len(values) > below - 1e-9
+
+
+def test_cadence_of_a_jittery_stream():
+    gaps = [1.0, 1.002, 0.998, 1.0, 1.5] + [1.0] * 95
+    figures = stats.cadence(gaps, 1.0)
+    assert figures.intervals == 100
+    assert figures.median_s == statistics.median(gaps) == 1.0
+    assert figures.p99_s == 1.002        # rank 99 of 100: the 1.5 is the only value above it
+    assert figures.max_deviation_s == pytest.approx(0.5)
+
+
+def test_cadence_needs_a_stream():
+    with pytest.raises(ValueError, match="too few"):
+        stats.cadence([1.0], 1.0)
+
+
+def test_stamps_are_grouped_per_id_sorted_and_windowed():
+    frames = [(3.0, 0x351), (1.0, 0x351), (2.0, 0x355), (9.0, 0x351)]
+    assert stats.stamps_by_id(frames) == {0x351: [1.0, 3.0, 9.0], 0x355: [2.0]}
+    assert stats.stamps_by_id(frames, start=1.5, end=8.0) == {0x351: [3.0], 0x355: [2.0]}
+
+
+def test_gaps_are_split_by_whether_they_ended_after_the_event():
+    before, after = stats.gaps_around([0.0, 1.0, 2.0, 3.8, 4.8], event=2.5)
+    assert before == [1.0, 1.0]
+    assert after == pytest.approx([1.8, 1.0])
+
+
+def test_the_first_complete_set_waits_for_the_last_id_and_ignores_invalid_frames():
+    frames = [(1.0, 0x351, True), (1.2, 0x355, False), (1.4, 0x999, True), (2.2, 0x355, True),
+              (2.0, 0x351, True), (1.1, 0x356, True)]
+    assert stats.first_complete_set(frames, (0x351, 0x355, 0x356)) == 2.2
+    assert stats.first_complete_set(frames, (0x351, 0x35E)) is None
+
+
+def test_settings_accept_only_positive_values_of_their_type():
+    by_name = {s.name: s for s in SETTINGS}
+    assert argument_type(by_name["idle_s"])("2.5") == 2.5
+    assert argument_type(by_name["startup_runs"])("4") == 4
+    for name, text in (("idle_s", "0"), ("idle_s", "-1"), ("idle_s", "soon"), ("startup_runs", "1.5")):
+        with pytest.raises(argparse.ArgumentTypeError, match=name):
+            argument_type(by_name[name])(text)
+
+
+def test_the_baseline_imports_the_daemons_modules_and_the_libraries():
+    modules = daemon_modules()
+    for name in ("supervisor", "config", "workers.bms_tx", "workers.can_rx", "failsafe.transmitter",
+                 "protocol.profiles.pylon", "can.interfaces.socketcan", "dbus.mainloop.glib"):
+        assert name in modules
+    assert not [m for m in modules if m.split(".")[0] in ("tests", "bench", "dev", "tools")]
+    done = subprocess.run([sys.executable, "-m", "bench.baseline_imports", "--hold"], input="",
+                          stdout=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert (done.returncode, done.stdout) == (0, "ready\n")
+    wrong = subprocess.run([sys.executable, "-m", "bench.baseline_imports", "--later"],
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert (wrong.returncode, wrong.stderr.strip()) == (2, USAGE)
+
+
+RESULTS = {
+    "machine": {"kernel": "6.1.0-56-amd64", "cpus": 2, "cpu_model": "QEMU CPU", "memory_mib": 985, "python": "3.11.2"},
+    "settings": {"idle_s": 180.0},
+    "sections": {
+        "cadence": {"rows": [{"figure": "Cadence (idle): median", "value": 1000.004, "baseline": 1000.2,
+                              "unit": "ms", "baseline_is": "cangen"}],
+                    "tables": [{"title": "Cadence per ID", "columns": ["ID", "median (ms)"],
+                                "rows": [["351", 1000.004]]}]},
+        "memory": {"rows": [{"figure": "PSS", "value": 80.0, "baseline": 20.0, "unit": "MiB",
+                             "baseline_is": "bare python"}], "tables": []},
+        "failover two instances": {"rows": [], "tables": [], "not_available": "no [standby]"},
+        "cpu": {"rows": [], "tables": [], "error": "AssertionError: daemon exited | badly\nlog..."},
+    },
+}
+
+
+def test_the_report_puts_each_figure_beside_its_baseline_and_ratio():
+    text = report.render(RESULTS, {"uname": "Linux 6.12 x86_64", "cpu_model": "AMD EPYC", "cpus": 2},
+                         "sh bench/run.sh", "2025-01-01 00:00 UTC")
+    lines = text.splitlines()
+    assert "| Cadence (idle): median | 1000.00 ms | 1000.20 ms | 1.00 | cangen |" in lines
+    assert "| PSS | 80.0 MiB | 20.0 MiB | 4.00 | bare python |" in lines
+    assert "| Failover, two instances, kill -9 of the active one | not available yet: no [standby] | | | |" in lines
+    assert "| CPU at full bus load | **failed**: AssertionError: daemon exited \\| badly | | | |" in lines
+    assert "| Start-up | not run | | | |" in lines
+    assert "VM without KVM" in text and "AMD EPYC" in text and "2025-01-01" in text
+    assert lines[lines.index("### Cadence per ID") + 2:][:3] == ["| ID | median (ms) |", "|---|---|", "| 351 | 1000.004 |"]
+
+
+@pytest.mark.parametrize("value, baseline, shown", [(2.0, 1.0, "2.00"), (1.0, 4.0, "0.25"), (500.0, 2.0, "250"),
+                                                    (1.0, 0.0, "-")])
+def test_ratios(value, baseline, shown):
+    assert report.ratio(value, baseline) == shown

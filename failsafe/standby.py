@@ -1,0 +1,407 @@
+"""Hot standby: of the devices on one CAN bus, exactly one transmits the BMS frames.
+
+Every device runs the same software with its own node id and priority. The active one
+transmits; the others (standby) run their workers normally, so their decisions are ready,
+but do not transmit. Detection uses only what is on the bus:
+
+* the BMS frames: a standby that sees none of the profile's first id for ``takeover_s``
+  takes over with a new cadence whose first frame goes at once, so no id of the set is
+  missing for longer than ``takeover_s`` + one period;
+* an optional heartbeat (a bus such as a Sunny Island's may allow no foreign id) naming each
+  device, its role, priority and epoch. With it two actives (a partition, a hung device
+  that resumes) are resolved within one heartbeat: the later takeover (higher epoch) keeps
+  the bus, then the higher priority, then the lower node id; a device that stops or yields
+  hands over at once; a returning device with a higher priority takes the bus back only
+  when configured to preempt.
+
+SocketCAN delivers every frame to every local socket, so a device hears its own frames:
+frames count as a peer's only while this device is standby and its own transmitters are
+quiet, and heartbeats carry the node id (plus a random instance number that tells a second
+device configured with the same node id from our own heartbeat).
+
+``Arbiter`` is the pure state machine (time passed in); ``HotStandby`` puts it on the bus.
+"""
+import random
+import threading
+import time
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import can
+
+from canbus.bus import open_bus
+from canbus.cyclic import Schedule
+from protocol import DecodeError, profiles, sma
+from protocol.frame import Frame
+from protocol.inverter import standard_filter
+from protocol.report import BatteryReport
+from workers.bms_tx import report_to_dict
+
+STANDBY = "standby"
+ACTIVE = "active"
+# At a cold start, before any peer frame was seen, node n listens (n - 1) x this much longer
+# than node 1: two devices powered up together never take over at the same moment.
+STARTUP_STAGGER_S = 0.5
+
+# Heartbeat, 8 bytes: magic, node id, priority, role (0 standby, 1 active), flags (bit 0
+# ready, bit 1 fresh, bit 2 preempt), epoch (u16 little endian), instance.
+BEAT_MAGIC = 0xB5
+BEAT_LENGTH = 8
+READY, FRESH, PREEMPT = 1, 2, 4
+
+
+class Beat(NamedTuple):
+    """What one device says about itself in its heartbeat."""
+
+    node_id: int
+    priority: int
+    role: str
+    epoch: int           # takeovers seen on the bus: the later takeover wins a conflict
+    ready: bool          # it has a frame set to send (its own decision or the peer's last frames)
+    fresh: bool          # its own battery data is fresh
+    preempt: bool        # it takes the bus back from a lower-priority active device
+    instance: int        # random per start, 1-255
+
+
+def encode_beat(beat: Beat) -> bytes:
+    flags = (READY if beat.ready else 0) | (FRESH if beat.fresh else 0) | (PREEMPT if beat.preempt else 0)
+    return bytes((BEAT_MAGIC, beat.node_id, beat.priority, 1 if beat.role == ACTIVE else 0, flags,
+                  beat.epoch & 0xFF, beat.epoch >> 8 & 0xFF, beat.instance))
+
+
+def decode_beat(data: bytes) -> Optional[Beat]:
+    """The heartbeat in ``data``, or None for a frame that is not one (another device's id)."""
+    if len(data) != BEAT_LENGTH or data[0] != BEAT_MAGIC or data[3] > 1 or data[1] == 0:
+        return None
+    return Beat(data[1], data[2], ACTIVE if data[3] else STANDBY, data[5] | data[6] << 8,
+                bool(data[4] & READY), bool(data[4] & FRESH), bool(data[4] & PREEMPT), data[7])
+
+
+class Transition(NamedTuple):
+    role: str
+    reason: str
+
+
+class _Peer:
+    __slots__ = ("beat", "seen_at")
+
+    def __init__(self, beat: Beat, seen_at: float):
+        self.beat = beat
+        self.seen_at = seen_at
+
+
+class Arbiter:
+    """Decides this device's role from the frames and heartbeats it hears.
+
+    ``frame`` and ``beat`` record what was heard; ``update`` (called often, with this
+    device's own state) returns a Transition when the role changes. Time is passed in.
+    """
+
+    def __init__(self, node_id: int, priority: int, takeover_s: float, preempt: bool = False,
+                 instance: int = 1, now: float = 0.0):
+        self.node_id = node_id
+        self.priority = priority
+        self.takeover_s = takeover_s
+        self.preempt = preempt
+        self.instance = instance
+        self.role = STANDBY
+        self.since = now
+        self.reason = "started: listening for an active device"
+        self.epoch = 0
+        self.takeovers = 0
+        self.last_takeover: Optional[Tuple[float, str]] = None
+        self.peer_frames_at: Optional[float] = None
+        self.duplicate_at: Optional[float] = None
+        self._peers: Dict[Tuple[int, int], _Peer] = {}
+        self._highest_epoch = 0
+        self._handover: Optional[Tuple[float, int]] = None      # (when, from node) a peer stopped being active
+        self._ready_since: Optional[float] = None
+        self._ready = self._fresh = self._sending = False
+
+    # -- what is heard -------------------------------------------------------------
+    @property
+    def listening(self) -> bool:
+        """BMS frames on the bus are a peer's: we are standby and our own transmitters are quiet."""
+        return self.role == STANDBY and not self._sending
+
+    def frame(self, now: float) -> None:
+        """A BMS frame of the profile's first id."""
+        if self.listening:
+            self.peer_frames_at = now
+
+    def beat(self, beat: Beat, now: float) -> None:
+        if beat.node_id == self.node_id:
+            if beat.instance == self.instance:
+                return                          # our own heartbeat, delivered to our own socket
+            self.duplicate_at = now
+        key = (beat.node_id, beat.instance)
+        previous = self._peers.get(key)
+        if (previous is not None and previous.beat.role == ACTIVE and beat.role == STANDBY
+                and now - previous.seen_at <= self.takeover_s):
+            self._handover = (now, beat.node_id)
+        self._peers[key] = _Peer(beat, now)
+        self._highest_epoch = max(self._highest_epoch, beat.epoch)
+
+    # -- deciding ------------------------------------------------------------------
+    def update(self, now: float, ready: bool, fresh: bool, sending: bool) -> Optional[Transition]:
+        """Re-decide the role. ``ready``: we have a frame set to send; ``fresh``: our own battery
+        data is fresh; ``sending``: our own transmitters are on the bus."""
+        self._sending = sending
+        self._fresh = fresh
+        if ready and not self._ready:
+            self._ready_since = now
+        self._ready = ready
+        live = self._live_peers(now)
+        if self.role == ACTIVE:
+            self._handover = None
+            return self._keep_or_yield(live, now)
+        if not ready:
+            return None
+        if self._handover is not None:
+            when, node = self._handover
+            if now - when > self.takeover_s:
+                self._handover = None
+            elif not any(p.beat.role == ACTIVE for p in live) and self._better_standby(live) is None:
+                return self._take_over(now, "node %d handed over" % node)
+        quiet_since = max(self.since, self.peer_frames_at or self.since, self._ready_since)
+        wait = self.takeover_s
+        if self.peer_frames_at is None:
+            wait += (self.node_id - 1) * STARTUP_STAGGER_S
+        better = self._better_standby(live)
+        if better is not None:
+            wait += self.takeover_s             # it goes first; we follow if it does not
+        if now - quiet_since >= wait:
+            what = "no BMS frames for %.1f s" % (now - quiet_since) if self.peer_frames_at is not None \
+                else "no active device heard for %.1f s" % (now - quiet_since)
+            return self._take_over(now, what + ("" if better is None else ", node %d did not take over"
+                                                % better.node_id))
+        return None
+
+    def _keep_or_yield(self, live: List[_Peer], now: float) -> Optional[Transition]:
+        mine = (self.epoch, self.priority, -self.node_id, self.instance)
+        for peer in live:
+            beat = peer.beat
+            if beat.role == ACTIVE and (beat.epoch, beat.priority, -beat.node_id, beat.instance) > mine:
+                return self._become_standby(now, "node %d is active too and wins (epoch %d, priority %d)"
+                                            % (beat.node_id, beat.epoch, beat.priority))
+            if (beat.role == STANDBY and beat.preempt and beat.ready and beat.fresh
+                    and (beat.priority, -beat.node_id) > (self.priority, -self.node_id)):
+                return self._become_standby(now, "node %d (priority %d) preempts" % (beat.node_id, beat.priority))
+        return None
+
+    def _better_standby(self, live: List[_Peer]) -> Optional[Beat]:
+        """A ready standby peer that outranks us: it takes over first."""
+        for peer in live:
+            beat = peer.beat
+            if beat.role == STANDBY and beat.ready and (beat.priority, -beat.node_id) > (self.priority, -self.node_id):
+                return beat
+        return None
+
+    def _live_peers(self, now: float) -> List[_Peer]:
+        for key in [key for key, peer in self._peers.items() if now - peer.seen_at > self.takeover_s]:
+            del self._peers[key]
+        return list(self._peers.values())
+
+    def _take_over(self, now: float, reason: str) -> Transition:
+        self.epoch = max(self.epoch, self._highest_epoch) + 1
+        self.takeovers += 1
+        self.last_takeover = (now, reason)
+        self._handover = None
+        return self._change(ACTIVE, now, reason)
+
+    def _become_standby(self, now: float, reason: str) -> Transition:
+        self._handover = None
+        return self._change(STANDBY, now, reason)
+
+    def _change(self, role: str, now: float, reason: str) -> Transition:
+        self.role, self.since, self.reason = role, now, reason
+        return Transition(role, reason)
+
+    # -- what we say -----------------------------------------------------------------
+    def own_beat(self, leaving: bool = False) -> Beat:
+        """Our heartbeat. We say active until our transmitters are quiet, so that a peer taking
+        over from us never starts while our frames are still on the bus; leaving, we hand over."""
+        role = ACTIVE if not leaving and (self.role == ACTIVE or self._sending) else STANDBY
+        return Beat(self.node_id, self.priority, role, self.epoch & 0xFFFF, self._ready and not leaving,
+                    self._fresh and not leaving, self.preempt, self.instance)
+
+    def status(self, now: float) -> dict:
+        """Role, takeovers and the peer most worth knowing about (the active one, else the latest)."""
+        live = self._live_peers(now)
+        frames_age = None if self.peer_frames_at is None else now - self.peer_frames_at
+        peer = None
+        if live:
+            best = max(live, key=lambda p: (p.beat.role == ACTIVE, p.seen_at))
+            peer = {"node_id": best.beat.node_id, "priority": best.beat.priority, "role": best.beat.role,
+                    "epoch": best.beat.epoch, "last_seen_age_s": round(now - best.seen_at, 3)}
+        elif self.role == STANDBY and frames_age is not None:
+            peer = {"node_id": None, "priority": None, "role": ACTIVE if frames_age <= self.takeover_s else "silent",
+                    "epoch": None, "last_seen_age_s": round(frames_age, 3)}
+        if peer is not None:
+            peer["frames_age_s"] = None if frames_age is None else round(frames_age, 3)
+        return {
+            "node_id": self.node_id, "priority": self.priority, "preempt": self.preempt, "epoch": self.epoch,
+            "role_age_s": round(now - self.since, 3), "reason": self.reason, "peer": peer,
+            "takeovers": self.takeovers,
+            "last_takeover_age_s": None if self.last_takeover is None else round(now - self.last_takeover[0], 3),
+            "last_takeover_reason": None if self.last_takeover is None else self.last_takeover[1],
+            "duplicate_node_id": self.duplicate_at is not None and now - self.duplicate_at <= self.takeover_s,
+        }
+
+
+# -- the peer's last frames, as a frame set the failsafe can send ------------------------------
+_FLAG_OF_ITEM = {kind: {item: flag for flag, item in items.items()}
+                 for kind, items in (("alarms", sma.PROTECTION_ITEMS), ("warnings", sma.ALARM_ITEMS))}
+_REQUIRED = ("charge_voltage_v", "charge_current_a", "discharge_current_a", "soc_pct", "soh_pct",
+             "voltage_v", "current_a")
+
+
+def report_from_frames(profile, frames: List[Frame]) -> BatteryReport:
+    """The BatteryReport behind a whole frame set of ``profile``; encoding it gives the same frames.
+
+    Profiles without 0x359 (SMA) carry their flags as 0x35A items and no enable bits; the
+    enable bits then follow the current limits. ValueError when a needed value is missing.
+    """
+    fields: Dict[str, object] = {}
+    for frame in frames:
+        fields.update(profile.decode(frame).fields)
+    if "soc_hires_pct" in fields and fields["soc_hires_pct"] is not None:
+        fields["soc_pct"] = fields["soc_hires_pct"]
+    missing = [name for name in _REQUIRED if fields.get(name) is None]
+    if missing:
+        raise ValueError("the frame set lacks %s" % ", ".join(missing))
+    values = {name: fields[name] for name in BatteryReport._fields if name in fields}
+    values.setdefault("temperature_c", None)
+    if "protection" not in fields:
+        values["protection"] = [_FLAG_OF_ITEM["alarms"][i] for i in fields.get("alarms_raised", ())
+                                if i in _FLAG_OF_ITEM["alarms"]]
+        values["alarm"] = [_FLAG_OF_ITEM["warnings"][i] for i in fields.get("warnings_raised", ())
+                           if i in _FLAG_OF_ITEM["warnings"]]
+    values["protection"] = frozenset(values["protection"])
+    values["alarm"] = frozenset(values["alarm"])
+    values.setdefault("charge_enable", values["charge_current_a"] > 0)
+    values.setdefault("discharge_enable", values["discharge_current_a"] > 0)
+    if values.get("discharge_voltage_v") is None:
+        raise ValueError("the frame set lacks discharge_voltage_v")
+    return BatteryReport(**values)
+
+
+# -- on the bus ------------------------------------------------------------------------
+class _Receiver(can.Listener):
+    def __init__(self, standby: "HotStandby"):
+        self.standby = standby
+
+    def on_message_received(self, msg: can.Message) -> None:
+        self.standby.receive(msg, time.monotonic())
+
+    def on_error(self, exc: Exception) -> None:
+        """A socket whose link went down must not spin the Notifier."""
+        self.standby.log.error("hot standby: CAN receive failed: %s", exc)
+        time.sleep(0.5)
+
+
+class HotStandby:
+    """The arbiter on the supervisor's own socket: kernel filters for the profile's BMS ids and
+    the heartbeat id, a Notifier to hear them, the heartbeat as a periodic task."""
+
+    def __init__(self, cfg, log):
+        section = cfg.standby
+        self.cfg = cfg
+        self.log = log
+        self.profile = profiles.get(cfg.inverter.profile)
+        self.heartbeat_id = section.heartbeat_id if section.heartbeat else None
+        self.arbiter = Arbiter(section.node_id, section.priority, section.takeover_s, section.preempt,
+                               instance=random.randint(1, 255), now=time.monotonic())
+        self._lock = threading.Lock()
+        self._observed: Dict[int, Tuple[bytes, float]] = {}     # the peer's last frame of each id
+        filters = [standard_filter(frame_id) for frame_id in self.profile.frame_ids]
+        if self.heartbeat_id is not None:
+            filters.append(standard_filter(self.heartbeat_id))
+        self.bus = open_bus(cfg, filters)
+        self._beat_task = None
+        self._beat_data = b""
+        self._duplicate_logged = False
+        self.notifier = can.Notifier(self.bus, [_Receiver(self)], timeout=0.5)
+        self._send_beat()
+
+    @property
+    def role(self) -> str:
+        return self.arbiter.role
+
+    def receive(self, msg: can.Message, now: float) -> None:
+        if msg.is_error_frame or msg.is_remote_frame or msg.is_extended_id:
+            return
+        with self._lock:
+            if msg.arbitration_id == self.heartbeat_id:
+                beat = decode_beat(bytes(msg.data))
+                if beat is not None:
+                    self.arbiter.beat(beat, now)
+            elif self.arbiter.listening:
+                self._observed[msg.arbitration_id] = (bytes(msg.data), now)
+                if msg.arbitration_id == self.profile.frame_ids[0]:
+                    self.arbiter.frame(now)
+
+    def update(self, now: float, ready: bool, fresh: bool, sending: bool) -> Optional[Transition]:
+        """Re-decide the role (``ready``: our own decision exists; the peer's last frames also
+        make us ready) and keep the heartbeat current."""
+        with self._lock:
+            change = self.arbiter.update(now, ready or self._observed_complete(), fresh, sending)
+            duplicate = self.arbiter.duplicate_at is not None and now - self.arbiter.duplicate_at <= 1.0
+        if duplicate and not self._duplicate_logged:
+            self.log.error("hot standby: another device uses node id %d: give each device its own "
+                           "[standby] node_id", self.arbiter.node_id)
+        self._duplicate_logged = duplicate
+        self._send_beat()
+        return change
+
+    def _observed_complete(self) -> bool:
+        return all(frame_id in self._observed for frame_id in self.profile.frame_ids)
+
+    def observed_frame_set(self, now: float) -> Optional[dict]:
+        """The peer's last frames as a frame set in the frames slot's form, with a new cadence
+        whose first id is due at ``now``; None when not every id of the set was heard."""
+        with self._lock:
+            if not self._observed_complete():
+                return None
+            frames = [Frame(frame_id, self._observed[frame_id][0]) for frame_id in self.profile.frame_ids]
+            oldest = min(self._observed[frame_id][1] for frame_id in self.profile.frame_ids)
+        try:
+            report = report_from_frames(self.profile, frames)
+        except (DecodeError, ValueError) as error:
+            self.log.error("hot standby: the peer's last frames cannot be sent again: %s", error)
+            return None
+        return {"source": "peer", "written": oldest, "data_age_s": 0.0, "report": report_to_dict(report),
+                "schedule": Schedule(now, self.profile.cycle_s, self.profile.frame_ids).as_dict()}
+
+    def status(self, now: float) -> dict:
+        with self._lock:
+            status = self.arbiter.status(now)
+        status.update(enabled=True, heartbeat_id=None if self.heartbeat_id is None else "0x%03X" % self.heartbeat_id,
+                      takeover_s=self.cfg.standby.takeover_s)
+        return status
+
+    def _send_beat(self, leaving: bool = False) -> None:
+        """Keep the heartbeat task's data current; a change also goes out at once."""
+        if self.heartbeat_id is None:
+            return
+        with self._lock:
+            data = encode_beat(self.arbiter.own_beat(leaving))
+        if data == self._beat_data:
+            return
+        message = can.Message(arbitration_id=self.heartbeat_id, data=data, is_extended_id=False)
+        try:
+            if self._beat_task is None:
+                self._beat_task = self.bus.send_periodic(message, self.cfg.standby.heartbeat_interval_s)
+            else:
+                self._beat_task.modify_data(message)
+                self.bus.send(message)
+            self._beat_data = data
+        except (can.CanError, OSError) as error:
+            self.log.error("hot standby: heartbeat not sent: %s", error)
+
+    def close(self) -> None:
+        """Say we are leaving (a peer takes over at once), then stop. Call once our frames have stopped."""
+        self._send_beat(leaving=True)
+        self.notifier.stop()
+        if self._beat_task is not None:
+            self._beat_task.stop()
+        self.bus.shutdown()
