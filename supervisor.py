@@ -4,7 +4,8 @@
 Entry point and parent process. ``run`` creates the shared memory, spawns the workers
 (can_rx, bms_tx, dbus_publisher, and in a simulation the simulator), restarts them with
 backoff when they die or hang, keeps the frames flowing with the failsafe while bms_tx is
-down, and writes the status file. The other commands are tools around it.
+down, decides the hot-standby role (only the active device transmits), and writes the
+status file. The other commands are tools around it.
 """
 import argparse
 import collections
@@ -17,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from typing import Optional
 
 import multiprocessing_logging
 import sdnotify
@@ -158,20 +160,20 @@ class Supervisor:
             return
         log.warning("hot standby: role %s: %s", change.role, change.reason)
         if change.role == ACTIVE:
-            self._cover_takeover(now)
+            self._cover_takeover(now, change.due)
         else:
             self.failsafe.release()
         self.role = change.role
-        self._publish_role(now, change.reason)
+        self._publish_role(now, change.reason, change.due)
 
-    def _cover_takeover(self, now: float) -> None:
+    def _cover_takeover(self, now: float, due: float) -> None:
         """Without fresh data of our own (or a bms_tx to send it), send the active device's last
-        frames through the failsafe, with a new cadence whose first frame is due now."""
+        frames through the failsafe, with a new cadence whose first frame was due at ``due``."""
         if self._own_data_fresh(now) and self.workers["bms_tx"].alive:
             return          # bms_tx sees the role and starts at once
-        peer_frames = self.standby.observed_frame_set(now)
+        peer_frames = self.standby.observed_frame_set(due)
         if peer_frames is not None:
-            self.failsafe.engage(now - 1e-6, source=peer_frames)
+            self.failsafe.engage(due - 1e-6, source=peer_frames)
 
     def _own_data_fresh(self, now: float) -> bool:
         battery = self.state.read("battery") or {}
@@ -184,8 +186,9 @@ class Supervisor:
         return self.failsafe.engaged or (bms.alive and beat.get("pid") == bms.process.pid
                                          and bool(beat.get("transmitting")))
 
-    def _publish_role(self, now: float, reason: str) -> None:
-        self.state.write("role", {"role": self.role, "since": now, "reason": reason})
+    def _publish_role(self, now: float, reason: str, due: Optional[float] = None) -> None:
+        """``due``: when a takeover was due; bms_tx starts its new cadence there, not later."""
+        self.state.write("role", {"role": self.role, "since": now, "reason": reason, "due": due})
 
     def hand_over(self) -> None:
         """Failsafe on while bms_tx cannot send; off as soon as a new bms_tx is ready (covering a
@@ -197,7 +200,7 @@ class Supervisor:
         bms = self.workers["bms_tx"]
         beat = self.state.read("heartbeat.bms_tx") or {}
         ready = bms.state == "running" and beat.get("pid") == bms.process.pid and beat.get("ready")
-        if self.failsafe.engaged and ready and (self.failsafe.source is None
+        if self.failsafe.engaged and ready and self.failsafe.settled and (self.failsafe.source is None
                                                 or self._own_data_fresh(time.monotonic())):
             self.failsafe.release()
         elif not self.failsafe.engaged and bms.state != "running" and self.failsafe.available():

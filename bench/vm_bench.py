@@ -15,7 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -23,7 +23,7 @@ import config
 from bench import proc, stats
 from bench.settings import SETTINGS, option
 from protocol import DecodeError, profiles
-from tests.multiproc.daemon import ROOT, Daemon, children_of
+from tests.multiproc.daemon import Daemon, children_of
 from tests.system import can_utils
 # The system tests' fixtures: the vcan interfaces, the results folder, candump recorders.
 # Importing their conftest also stops the run when it is not inside the VM.
@@ -38,24 +38,27 @@ SIMULATION_PROCESSES = ("simulator", "dbus-daemon")  # there only because the ba
 MIB = float(1 << 20)
 
 
-class ServiceDaemon(Daemon):
-    """The multi-process tests' daemon on SocketCAN, started the way the service runs it.
+def service_daemon(folder, channel: str, **overrides) -> Daemon:
+    """The multi-process tests' daemon on SocketCAN, configured the way the service runs it.
 
     Without ``--record`` (its recorder would read every frame of a flood in Python) and with
     the shipped status interval; the battery is the simulation's, the inverter is absent.
     """
+    sections = {"can": {"interface": "socketcan", "channel": channel}, "simulation": {"inverter": False},
+                "status": {"interval_s": config.load().status.interval_s}}
+    for section, keys in overrides.items():
+        sections.setdefault(section, {}).update(keys)
+    return Daemon(folder, record=False, **sections)
 
-    def __init__(self, folder, channel: str):
-        super().__init__(folder, can={"interface": "socketcan", "channel": channel},
-                         simulation={"inverter": False},
-                         status={"interval_s": config.load().status.interval_s})
 
-    def start(self):
-        self._log = open(self.log_path, "a")
-        self.process = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "supervisor.py"), "run", "--config", self.config_path],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
-        return self
+def stop_keeping_log(daemon: Daemon, results_dir, name: str) -> None:
+    """Stop the daemon, SIGTERM as a service manager would, and keep its log with the results."""
+    try:
+        daemon.stop()
+    finally:
+        logs = results_dir / "daemon-logs"
+        logs.mkdir(exist_ok=True)
+        (logs / (name + ".log")).write_text(daemon.log())
 
 
 class Results:
@@ -114,19 +117,18 @@ def profile():
 def shared_daemon(tmp_path_factory, vcan_channel, results_dir):
     """One daemon for the benchmarks that watch it run, started by the first that asks for it
     (so that a failed start is that benchmark's recorded error). Its log is kept."""
-    started = []  # type: List[ServiceDaemon]
+    started = []  # type: List[Daemon]
 
-    def get() -> ServiceDaemon:
+    def get() -> Daemon:
         if not started:
-            started.append(ServiceDaemon(tmp_path_factory.mktemp("daemon"), vcan_channel).start())
+            started.append(service_daemon(tmp_path_factory.mktemp("daemon"), vcan_channel).start())
         daemon = started[0]
         daemon.wait_sending(START_TIMEOUT_S)
         return daemon
 
     yield get
     for daemon in started:
-        daemon.stop()
-        (results_dir / "shared-daemon.log").write_text(daemon.log())
+        stop_keeping_log(daemon, results_dir, "shared")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -201,14 +203,17 @@ def ms(seconds: float) -> float:
 
 # ------------------------------------------------------------------------------ benchmarks
 
-def test_start_up(results, settings, profile, candump, tmp_path, vcan_channel):
+def test_start_up(results, settings, profile, candump, tmp_path, vcan_channel, results_dir):
     """From `run` to the first complete, valid frame set on the bus, against `python -c import ...`."""
     with results.section("startup") as section:
         baseline_import_s()      # fills the page cache with the libraries for both; not counted
         daemon_s, baseline_s = [], []
         for run in range(settings["startup_runs"]):
             baseline_s.append(baseline_import_s())
-            daemon_s.append(start_up_s(tmp_path / ("run%d" % run), vcan_channel, candump, profile))
+            folder = tmp_path / ("start-up-%d" % (run + 1))
+            folder.mkdir()
+            daemon = service_daemon(folder, vcan_channel)
+            daemon_s.append(start_up_s(daemon, candump, profile, results_dir))
         row(section, "Start-up: `run` to the first valid frame set on the bus (median of %d)"
             % len(daemon_s), statistics.median(daemon_s), statistics.median(baseline_s), "s",
             "python start + import of the same libraries (median of %d)" % len(baseline_s))
@@ -216,10 +221,8 @@ def test_start_up(results, settings, profile, candump, tmp_path, vcan_channel):
               [[i + 1, round(d, 3), round(b, 3)] for i, (d, b) in enumerate(zip(daemon_s, baseline_s))])
 
 
-def start_up_s(folder, channel: str, candump, profile) -> float:
-    folder.mkdir()
-    recorder = candump(channel)
-    daemon = ServiceDaemon(folder, channel)
+def start_up_s(daemon: Daemon, candump, profile, results_dir) -> float:
+    recorder = candump()
     started = time.time()
     daemon.start()
     try:
@@ -227,7 +230,7 @@ def start_up_s(folder, channel: str, candump, profile) -> float:
         time.sleep(profile.cycle_s + 0.5)       # the set's IDs are spread over one cycle
         captured = recorder.stop()
     finally:
-        daemon.stop()
+        stop_keeping_log(daemon, results_dir, os.path.basename(daemon.folder))
     complete = stats.first_complete_set(
         ((c.timestamp, c.frame.arbitration_id, valid(profile, c.frame)) for c in captured), profile.frame_ids)
     if complete is None:
@@ -317,20 +320,20 @@ def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_ch
         names = process_names(daemon)
         window = settings["cpu_s"]
         idle = cpu_rates(list(names), window)
+        flood_options = flood(vcan_channel, settings["flood_rate"])
         recorder = candump(vcan_channel)
         readers = [pid for pid in children_of(os.getpid()) if proc.command_name(pid) == "candump"]
         assert len(readers) == 1, "expected one candump, found %s" % readers
-        nominal_rate = 1000.0 / settings["flood_gap_ms"]
-        flood = can_utils.cangen(vcan_channel, ["-g", "%g" % settings["flood_gap_ms"], "-I", FOREIGN_ID,
-                                                "-L", "8", "-D", "i", "-n", str(int(nominal_rate * (window + 30)))])
+        generator = can_utils.cangen(vcan_channel, flood_options + [
+            "-n", str(int(settings["flood_rate"] * (window + 30)))])
         try:
             time.sleep(2.0)
             sent_before, started = frames_sent(vcan_channel), time.monotonic()
             flooded = cpu_rates(list(names) + readers, window)
             rate = (frames_sent(vcan_channel) - sent_before) / (time.monotonic() - started)
         finally:
-            flood.terminate()
-            flood.wait(10)
+            generator.terminate()
+            generator.wait(10)
         recorder.stop()
         if process_names(daemon) != names:
             raise AssertionError("the daemon's processes changed during the measurement: %s, then %s"
@@ -341,10 +344,20 @@ def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_ch
             "candump reading the same bus (it dropped %d frames)" % recorder.dropped)
         row(section, "CPU time per second of the daemon's tree: flooded bus against idle bus",
             ours_flooded, ours_idle, "ms/s", "the same daemon, idle bus, the %g s before" % window)
-        table(section, "CPU time per second (ms/s) per process, %g s each" % window,
-              ["process", "idle bus", "flooded bus"],
+        table(section, "CPU time per second (ms/s) per process, %g s each; flood: cangen %s"
+              % (window, " ".join(flood_options)), ["process", "idle bus", "flooded bus"],
               [[names[pid], round(ms(idle[pid]), 2), round(ms(flooded[pid]), 2)] for pid in names]
               + [["candump (baseline)", "", round(ms(flooded[readers[0]]), 2)]])
+
+
+def flood(channel: str, rate: float) -> List[str]:
+    """cangen options for about ``rate`` frames/s: a burst every 10 ms, sized by a trial of how
+    long one cangen cycle takes here (a 10 ms sleep lasts longer under emulation)."""
+    trial_frames = 100
+    started = time.monotonic()
+    can_utils.cangen(channel, ["-g", "10", "-I", FOREIGN_ID, "-L", "8", "-n", str(trial_frames)]).wait(60)
+    cycle_s = (time.monotonic() - started) / trial_frames
+    return ["-g", "10", "-c", str(max(1, round(rate * cycle_s))), "-I", FOREIGN_ID, "-L", "8", "-D", "i"]
 
 
 @pytest.mark.parametrize("how, sig", [("kill -9", signal.SIGKILL), ("SIGSTOP", signal.SIGSTOP)])
@@ -361,29 +374,77 @@ def test_failover_of_bms_tx(results, settings, profile, shared_daemon, candump, 
         daemon.wait_for(lambda s: s["workers"]["bms_tx"]["restarts"] > victim["restarts"], RESTART_TIMEOUT_S,
                         "bms_tx restarted")
         daemon.wait_sending(RESTART_TIMEOUT_S)
-        recovered = time.time() - fault
+        recovered_s = time.time() - fault
         time.sleep(window)
-        stamps = stats.stamps_by_id((c.timestamp, c.frame.arbitration_id) for c in recorder.stop())
-        gaps = {frame_id: stats.gaps_around(stamps.get(frame_id, []), fault) for frame_id in profile.frame_ids}
-        empty = [frame_id for frame_id, (before, after) in gaps.items() if not before or not after]
-        if empty:
-            raise AssertionError("IDs %s were not on the bus on both sides of the fault"
-                                 % " ".join("%X" % i for i in empty))
-        row(section, "Failover, %s of bms_tx: longest gap of any ID" % how,
-            ms(max(max(after) for _, after in gaps.values())), ms(max(max(before) for before, _ in gaps.values())),
-            "ms", "longest gap of any ID in the %g s before, same daemon" % window)
-        table(section, "Failover, %s of bms_tx: longest gap per ID; bms_tx sending again after %.1f s"
-              % (how, recovered), ["ID", "before (ms)", "through the fault (ms)"],
-              [["%X" % frame_id, round(ms(max(before)), 1), round(ms(max(after)), 1)]
-               for frame_id, (before, after) in gaps.items()])
+        add_failover(section, "%s of bms_tx" % how, longest_gaps(recorder.stop(), fault, profile), window,
+                     "bms_tx sending again after %.1f s" % recovered_s)
 
 
-def test_failover_of_the_active_instance(results):
-    """Two instances on one bus, kill -9 of the active one: needs the hot standby ([standby])."""
+def test_failover_of_the_active_instance(results, settings, profile, candump, vcan_channels, tmp_path, results_dir):
+    """Two instances in hot standby on one bus, kill -9 of the active one's supervisor (its workers
+    die with it): the longest gap of any ID until the standby took over, against the gaps before."""
+    channel = vcan_channels[1]          # vcan0 still carries the shared daemon's frames
     with results.section("failover two instances") as section:
-        if not hasattr(config.load(), "standby"):
-            section["not_available"] = ("the hot standby is not built yet: config.toml has no [standby] "
-                                        "section, so a second instance cannot stand by")
-            return
-        raise AssertionError("config.toml has [standby] now, but bench/vm_bench.py does not start "
-                             "two instances yet: write this benchmark")
+        window = settings["failover_window_s"]
+        instances = []  # type: List[Daemon]
+        try:
+            for node in (1, 2):
+                folder = tmp_path / ("node-%d" % node)
+                folder.mkdir()
+                instances.append(service_daemon(folder, channel, standby={"enabled": True, "node_id": node}).start())
+            active, standby = active_and_standby(instances)
+            recorder = candump(channel)
+            time.sleep(window)
+            fault = time.time()
+            active.process.kill()
+            active.process.wait()
+            standby.wait_for(lambda s: s["role"] == "active", RESTART_TIMEOUT_S, "the standby took over")
+            standby.wait_sending(RESTART_TIMEOUT_S)
+            recovered_s = time.time() - fault
+            time.sleep(window)
+            add_failover(section, "two instances in hot standby, kill -9 of the active one",
+                         longest_gaps(recorder.stop(), fault, profile), window,
+                         "the standby reported active and sending after %.1f s (standby.takeover_s = %g)"
+                         % (recovered_s, config.load().standby.takeover_s))
+        finally:
+            for node, instance in enumerate(instances, 1):
+                stop_keeping_log(instance, results_dir, "standby-node-%d" % node)
+
+
+def active_and_standby(instances: List[Daemon]):
+    """Once one instance sends and the other stands by, ready, hearing it: (active, standby)."""
+    deadline = time.monotonic() + 2 * START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        statuses = [instance.status() for instance in instances]
+        if all(statuses):
+            roles = [status["role"] for status in statuses]
+            if sorted(roles) == ["active", "standby"]:
+                active, standby = (0, 1) if roles[0] == "active" else (1, 0)
+                peer = statuses[standby]["standby"].get("peer") or {}
+                if (statuses[active]["frames"] and statuses[standby]["workers"]["bms_tx"]["alive"]
+                        and peer.get("role") == "active"):
+                    return instances[active], instances[standby]
+        time.sleep(0.2)
+    raise AssertionError("no active + standby pair within %g s; roles: %s"
+                         % (2 * START_TIMEOUT_S, [(i.status() or {}).get("role") for i in instances]))
+
+
+def longest_gaps(captured, fault: float, profile) -> Dict[int, Tuple[float, float]]:
+    """Per ID of the set: the longest gap before the fault, and the longest through and after it."""
+    stamps = stats.stamps_by_id((c.timestamp, c.frame.arbitration_id) for c in captured)
+    gaps = {}
+    for frame_id in profile.frame_ids:
+        before, after = stats.gaps_around(stamps.get(frame_id, []), fault)
+        if not before or not after:
+            raise AssertionError("ID %X was not on the bus on both sides of the fault" % frame_id)
+        gaps[frame_id] = (max(before), max(after))
+    return gaps
+
+
+def add_failover(section, what: str, gaps: Dict[int, Tuple[float, float]], window: float, recovery: str) -> None:
+    row(section, "Failover, %s: longest gap of any ID" % what, ms(max(after for _, after in gaps.values())),
+        ms(max(before for before, _ in gaps.values())), "ms",
+        "longest gap of any ID in the %g s before, same bus" % window)
+    table(section, "Failover, %s: longest gap per ID; %s" % (what, recovery),
+          ["ID", "before (ms)", "through the fault (ms)"],
+          [["%X" % frame_id, round(ms(before), 1), round(ms(after), 1)] for frame_id, (before, after) in gaps.items()])

@@ -79,6 +79,7 @@ def decode_beat(data: bytes) -> Optional[Beat]:
 class Transition(NamedTuple):
     role: str
     reason: str
+    due: float       # when the change was due: a takeover's new cadence starts here, not later
 
 
 class _Peer:
@@ -115,6 +116,7 @@ class Arbiter:
         self._highest_epoch = 0
         self._handover: Optional[Tuple[float, int]] = None      # (when, from node) a peer stopped being active
         self._ready_since: Optional[float] = None
+        self._peer_activated_at: Optional[float] = None
         self._ready = self._fresh = self._sending = False
 
     # -- what is heard -------------------------------------------------------------
@@ -138,6 +140,8 @@ class Arbiter:
         if (previous is not None and previous.beat.role == ACTIVE and beat.role == STANDBY
                 and now - previous.seen_at <= self.takeover_s):
             self._handover = (now, beat.node_id)
+        if False:
+            self._peer_activated_at = now       # its first frames are on their way: give them time
         self._peers[key] = _Peer(beat, now)
         self._highest_epoch = max(self._highest_epoch, beat.epoch)
 
@@ -161,8 +165,9 @@ class Arbiter:
             if now - when > self.takeover_s:
                 self._handover = None
             elif not any(p.beat.role == ACTIVE for p in live) and self._better_standby(live) is None:
-                return self._take_over(now, "node %d handed over" % node)
-        quiet_since = max(self.since, self.peer_frames_at or self.since, self._ready_since)
+                return self._take_over(now, "node %d handed over" % node, now)
+        quiet_since = max(self.since, self.peer_frames_at or self.since, self._peer_activated_at or self.since,
+                          self._ready_since)
         wait = self.takeover_s
         if self.peer_frames_at is None:
             wait += (self.node_id - 1) * STARTUP_STAGGER_S
@@ -173,7 +178,7 @@ class Arbiter:
             what = "no BMS frames for %.1f s" % (now - quiet_since) if self.peer_frames_at is not None \
                 else "no active device heard for %.1f s" % (now - quiet_since)
             return self._take_over(now, what + ("" if better is None else ", node %d did not take over"
-                                                % better.node_id))
+                                                % better.node_id), quiet_since + wait)
         return None
 
     def _keep_or_yield(self, live: List[_Peer], now: float) -> Optional[Transition]:
@@ -201,20 +206,20 @@ class Arbiter:
             del self._peers[key]
         return list(self._peers.values())
 
-    def _take_over(self, now: float, reason: str) -> Transition:
+    def _take_over(self, now: float, reason: str, due: float) -> Transition:
         self.epoch = max(self.epoch, self._highest_epoch) + 1
         self.takeovers += 1
         self.last_takeover = (now, reason)
         self._handover = None
-        return self._change(ACTIVE, now, reason)
+        return self._change(ACTIVE, now, reason, due)
 
     def _become_standby(self, now: float, reason: str) -> Transition:
         self._handover = None
-        return self._change(STANDBY, now, reason)
+        return self._change(STANDBY, now, reason, now)
 
-    def _change(self, role: str, now: float, reason: str) -> Transition:
+    def _change(self, role: str, now: float, reason: str, due: float) -> Transition:
         self.role, self.since, self.reason = role, now, reason
-        return Transition(role, reason)
+        return Transition(role, reason, due)
 
     # -- what we say -----------------------------------------------------------------
     def own_beat(self, leaving: bool = False) -> Beat:
@@ -356,9 +361,9 @@ class HotStandby:
     def _observed_complete(self) -> bool:
         return all(frame_id in self._observed for frame_id in self.profile.frame_ids)
 
-    def observed_frame_set(self, now: float) -> Optional[dict]:
+    def observed_frame_set(self, t0: float) -> Optional[dict]:
         """The peer's last frames as a frame set in the frames slot's form, with a new cadence
-        whose first id is due at ``now``; None when not every id of the set was heard."""
+        whose first id is due at ``t0``; None when not every id of the set was heard."""
         with self._lock:
             if not self._observed_complete():
                 return None
@@ -370,13 +375,15 @@ class HotStandby:
             self.log.error("hot standby: the peer's last frames cannot be sent again: %s", error)
             return None
         return {"source": "peer", "written": oldest, "data_age_s": 0.0, "report": report_to_dict(report),
-                "schedule": Schedule(now, self.profile.cycle_s, self.profile.frame_ids).as_dict()}
+                "schedule": Schedule(t0, self.profile.cycle_s, self.profile.frame_ids).as_dict()}
 
     def status(self, now: float) -> dict:
         with self._lock:
             status = self.arbiter.status(now)
+        age = status.pop("last_takeover_age_s")
         status.update(enabled=True, heartbeat_id=None if self.heartbeat_id is None else "0x%03X" % self.heartbeat_id,
-                      takeover_s=self.cfg.standby.takeover_s)
+                      takeover_s=self.cfg.standby.takeover_s,
+                      last_takeover_at=None if age is None else round(time.time() - age, 3))
         return status
 
     def _send_beat(self, leaving: bool = False) -> None:

@@ -53,6 +53,13 @@ class FailsafeTransmitter:
     def engaged(self) -> bool:
         return self.engaged_since is not None
 
+    @property
+    def settled(self) -> bool:
+        """Every ID is on its cadence (or starting has failed for two cycles): only then can
+        bms_tx take over at the due times after the release without skipping one."""
+        return self._sender is not None or (
+            self.engaged and time.monotonic() - self.engaged_since > 2 * self.profile.cycle_s)
+
     def available(self) -> bool:
         """There is a last-known frame set to fall back on."""
         slot = self.state.read("frames") or {}

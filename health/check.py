@@ -24,15 +24,36 @@ def problems(status: Optional[dict], cfg, now: Optional[float] = None) -> List[s
         reasons.append("no battery data yet")
     elif battery["age_s"] > cfg.stale.stale_s:
         reasons.append("battery data is stale: %.0f s old (limit %g s)" % (battery["age_s"], cfg.stale.stale_s))
+    standby = status.get("standby") or {}
+    standing_by = status.get("role") == "standby"
+    if standing_by:
+        reasons.extend(_standby_problems(standby))
+    if standby.get("duplicate_node_id"):
+        reasons.append("another device on the bus uses node id %d: give each its own [standby] node_id"
+                       % standby["node_id"])
     if status["failsafe"]["engaged"]:
         reasons.append("failsafe engaged: bms_tx is not transmitting")
     if status["inverter"]["link"] == "down":
         reasons.append("inverter link down: nothing heard for %s s" % _seconds(status["inverter"]["last_seen_age_s"]))
     if status["can"]["state"] not in ("up", "virtual"):
         reasons.append("CAN interface %s is %s" % (status["can"]["channel"], status["can"]["state"]))
-    if not status["frames"]:
+    if not status["frames"] and not standing_by:
         reasons.append("no BMS frames are being sent")
     return reasons
+
+
+def _standby_problems(standby: dict) -> List[str]:
+    """A standby is healthy while another device is active and its frames are on the bus."""
+    peer = standby.get("peer")
+    if peer is None:
+        return ["standby, and no active device is heard on the bus"]
+    if peer["role"] != "active":
+        return ["standby, and no device is active (node %s is %s)" % (peer["node_id"], peer["role"])]
+    frames_age = peer.get("frames_age_s")
+    if frames_age is None or frames_age > standby["takeover_s"]:
+        return ["standby, and the active device (node %s) sends no BMS frames (none for %s s)"
+                % (peer["node_id"], _seconds(frames_age))]
+    return []
 
 
 def _seconds(value) -> str:

@@ -60,7 +60,8 @@ def build_status(sup, version: str) -> dict:
         "pid": os.getpid(),
         "written_at": time.time(),
         "uptime_s": round(now - sup.started, 3),
-        "role": "active",
+        "role": sup.role,
+        "standby": sup.standby.status(now) if sup.standby is not None else {"enabled": False},
         "workers": workers,
         "battery": dict({k: battery.get(k) for k in BATTERY_VALUES}, age_s=_age(battery, "updated", now)),
         "inverter": {"link": link, "last_seen_age_s": seen_age, "values": inverter.get("fields", {}),
@@ -108,6 +109,15 @@ def format_status(status: dict, cfg) -> str:
     lines.append("  can      %s %s %s, tx %s rx %s, errors %s" % (can["interface"], can["channel"], can["state"],
                                                                    can["tx_frames"], can["rx_frames"], can["errors"]))
     lines.append("  failsafe %s" % ("ENGAGED" if status["failsafe"]["engaged"] else "standing by"))
+    standby = status.get("standby") or {}
+    if standby.get("enabled"):
+        peer = standby["peer"]
+        lines.append("  standby  node %d priority %d; peer %s; takeovers %d%s" % (
+            standby["node_id"], standby["priority"],
+            "none heard" if peer is None else "node %s %s (heard %s s ago)" % (
+                peer["node_id"] if peer["node_id"] is not None else "?", peer["role"], peer["last_seen_age_s"]),
+            standby["takeovers"], "" if not standby["last_takeover_reason"] else
+            " (last: %s)" % standby["last_takeover_reason"]))
     for frame in status["frames"]:
         lines.append("  frame    %s %-16s %s" % (frame["id"], frame["data"], frame.get("fields", frame.get("error"))))
     return "\n".join(lines)

@@ -25,8 +25,9 @@ def toml_value(value) -> str:
 class Daemon:
     """One simulation: the shipped defaults plus ``overrides``, on a udp port of its own."""
 
-    def __init__(self, folder, **overrides):
+    def __init__(self, folder, record=True, **overrides):
         self.folder = str(folder)
+        self.record = record
         self.status_path = os.path.join(self.folder, "status.json")
         self.record_path = os.path.join(self.folder, "bus.log")
         self.log_path = os.path.join(self.folder, "daemon.log")
@@ -48,9 +49,10 @@ class Daemon:
 
     def start(self):
         self._log = open(self.log_path, "a")
+        record = ["--record", self.record_path] if self.record else []
         self.process = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "supervisor.py"), "run", "--config", self.config_path,
-             "--record", self.record_path], cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+            [sys.executable, os.path.join(ROOT, "supervisor.py"), "run", "--config", self.config_path] + record,
+            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
     def command(self, *args):
@@ -135,3 +137,17 @@ def children_of(pid):
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def tree_cpu_seconds(pid):
+    """CPU time (user + system, seconds) used so far by ``pid`` and its live descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for process in {pid} | children_of(pid):
+        try:
+            with open("/proc/%d/stat" % process) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total

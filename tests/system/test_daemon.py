@@ -15,7 +15,7 @@ import pytest
 from protocol import profiles
 from protocol.decode import decode_line
 from protocol.frame import Frame
-from tests.multiproc.daemon import Daemon
+from tests.multiproc.daemon import Daemon, tree_cpu_seconds
 from tests.system import can_utils
 
 PERIOD = 1.0
@@ -28,12 +28,12 @@ KEEPALIVE = Frame(0x305, bytes(8))
 def daemon(tmp_path, vcan_channel, artifacts_dir):
     started = []
 
-    def start(**overrides):
+    def start(record=True, **overrides):
         sections = {"can": {"interface": "socketcan", "channel": vcan_channel},
                     "simulation": {"inverter": False}, "inverter": {"keepalive_timeout_s": 3.0}}
         for section, keys in overrides.items():
             sections.setdefault(section, {}).update(keys)
-        instance = Daemon(artifacts_dir, **sections).start()
+        instance = Daemon(artifacts_dir, record, **sections).start()
         started.append(instance)
         return instance
 
@@ -99,9 +99,11 @@ def test_the_frame_set_is_sent_by_the_kernel_at_its_cadence_with_the_right_bytes
     time.sleep(6)
     captured = recorder.stop()
     for frame_id in PYLON_IDS:
-        gaps = intervals(captured, frame_id)
+        gaps = sorted(intervals(captured, frame_id))
         assert len(gaps) >= 5, hex(frame_id)
-        assert all(abs(gap - PERIOD) < 0.1 for gap in gaps), (hex(frame_id), gaps)
+        # the VM runs without KVM on a loaded machine: kernel timers may be late, never early
+        assert abs(gaps[len(gaps) // 2] - PERIOD) < 0.02 and 0.5 * PERIOD < gaps[0] and gaps[-1] < 1.5 * PERIOD, \
+            (hex(frame_id), gaps)
     assert bcm_tx_ids(d.worker_pid("bms_tx")) >= set(PYLON_IDS), "sent by the kernel's broadcast manager"
     profile = profiles.get("pylon")
     database = cantools.database.load_file(DBC)
@@ -127,27 +129,31 @@ def test_keepalives_bring_the_link_up_and_their_absence_down(daemon, vcan_channe
         d.wait_for(lambda s: s["inverter"]["link"] == "up", 10, "link up on 29-bit keep-alives")
 
 
+def cpu_share(pid, seconds):
+    """The share of one core the daemon's whole process tree uses over ``seconds``."""
+    before, started = tree_cpu_seconds(pid), time.monotonic()
+    time.sleep(seconds)
+    return (tree_cpu_seconds(pid) - before) / (time.monotonic() - started)
+
+
 def test_a_flood_of_foreign_ids_costs_nothing_and_is_never_decoded(daemon, candump, vcan_channel):
-    d = daemon()
+    d = daemon(record=False)     # the recorder would read the flood: here only the daemon's own sockets
     d.wait_sending()
-    recorder = candump()
-    floods = [can_utils.cangen(vcan_channel, ["-g", "0.25", "-I", "123", "-L", "8", "-D", "i", "-n", "40000"]),
-              can_utils.cangen(vcan_channel, ["-g", "0.5", "-e", "-I", "18DAF110", "-L", "8", "-n", "20000"])]
     with KeepAlives(vcan_channel) as inverter:
-        time.sleep(3)
-        cpu = [d.status()["workers"]["can_rx"]["cpu_percent"] for _ in range(3) if time.sleep(1) is None]
+        idle = cpu_share(d.process.pid, 5)
+        recorder = candump()
+        floods = [can_utils.cangen(vcan_channel, ["-g", "0.25", "-I", "123", "-L", "8", "-D", "i", "-n", "40000"]),
+                  can_utils.cangen(vcan_channel, ["-g", "0.5", "-e", "-I", "18DAF110", "-L", "8", "-n", "20000"])]
+        flooded = cpu_share(d.process.pid, 5)
         for flood in floods:
             flood.wait(120)
-        time.sleep(1)
-    captured = recorder.stop()
+        captured = recorder.stop()
     assert sum(1 for c in captured if c.frame.arbitration_id == 0x123) > 5000, "the flood happened"
     assert max(intervals(captured, 0x351)) < 1.5 * PERIOD
-    assert max(cpu) < 15, cpu
-    inverter_state = d.status()["inverter"]
-    assert inverter_state["link"] == "up"
-    status = d.status()
-    assert status["can"]["rx_frames"] == inverter.sent, "only the inverter's frames reach can_rx"
-    assert d.command("status", "--json").returncode == 0
+    assert flooded < idle + 0.05, "CPU share idle %.3f, flooded %.3f" % (idle, flooded)
+    # only the inverter's frames reach can_rx: its count settles at exactly what cansend sent
+    status = d.wait_for(lambda s: s["can"]["rx_frames"] == inverter.sent, 10, "rx_frames == %d" % inverter.sent)
+    assert status["inverter"]["link"] == "up" and status["can"]["errors"]["bad_frames"] == 0
 
 
 def test_own_frames_are_not_read_back_as_inverter_frames(daemon):

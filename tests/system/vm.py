@@ -8,6 +8,7 @@ in a results folder that the VM may write. When the VM cannot be started or set 
 run fails and says why: system tests are never skipped silently.
 
 Host:  python tests/system/vm.py [--results DIR] [--timeout S] [-- PYTEST_ARGS...]
+       (or tests/system/run_in_vm.sh, which picks the venv's python)
 Guest: python tests/system/vm.py --guest --results DIR [-- PYTEST_ARGS...] (run by the host)
 """
 import argparse
@@ -18,13 +19,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-DEFAULT_RESULTS_DIR = PROJECT_DIR / "tests" / "system" / "results"
+RESULTS_ROOT = PROJECT_DIR / "tests" / "system" / "results"   # git-ignored
+KEPT_RUNS = 5  # older run-* folders in RESULTS_ROOT are removed
 DEFAULT_PYTEST_ARGS = ["tests/system", "-v"]
 
 # conftest.py reads these: they prove the tests run inside the VM and name what it set up.
@@ -47,7 +50,7 @@ UNNEEDED_MODULES = (
 
 # vng shares / over 9p without caching, so every file lookup is a round trip to the host:
 # importing python-can takes 5-20 s. A second, cached (read-only) share of / is bound over
-# the code that the tests run: /usr and the venv. Python imports then run about 2x faster.
+# the code that the tests run: /usr and the venv. Python imports then run 2-4x faster.
 CACHED_ROOT_TAG = "cachedroot"
 CACHED_ROOT_QEMU_OPTS = (
     "-fsdev local,id={tag},path=/,security_model=none,readonly=on,multidevs=remap "
@@ -82,8 +85,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--results", default=str(DEFAULT_RESULTS_DIR),
-                        help="folder for junit.xml, pytest.log, exit_code (emptied first)")
+    parser.add_argument("--results", help="folder for junit.xml, pytest.log, exit_code and "
+                                           "artifacts/ (default: a new %s/run-*)" % RESULTS_ROOT)
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds for boot plus the whole suite before the VM is killed")
     parser.add_argument("--kernel", help="kernel image to boot (default: newest /boot/vmlinuz-* "
@@ -109,7 +112,7 @@ def host_main(args: argparse.Namespace) -> int:
         raise VmError("kernel image %s does not exist" % kernel)
     if shutil.which("qemu-system-x86_64") is None:
         raise VmError("qemu-system-x86_64 is missing: run dev/install-vm-deps.sh as root")
-    results = _fresh_results_dir(Path(args.results))
+    results = _fresh_results_dir(Path(args.results)) if args.results else _new_run_dir()
 
     guest_command = [sys.executable, str(Path(__file__).resolve()), "--guest",
                      "--results", str(results), "--"] + (args.pytest_args or DEFAULT_PYTEST_ARGS)
@@ -160,6 +163,16 @@ def _path_with(directory: Path) -> dict:
     env = dict(os.environ)
     env["PATH"] = "%s%s%s" % (directory, os.pathsep, env.get("PATH", os.defpath))
     return env
+
+
+def _new_run_dir() -> Path:
+    """A folder of this run's own, so that runs at the same time do not mix their results."""
+    RESULTS_ROOT.mkdir(parents=True, exist_ok=True)
+    results = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=str(RESULTS_ROOT)))
+    older = sorted(RESULTS_ROOT.glob("run-*"), key=lambda run: run.stat().st_mtime)[:-KEPT_RUNS]
+    for run in older:
+        shutil.rmtree(str(run), ignore_errors=True)
+    return results
 
 
 def _fresh_results_dir(results: Path) -> Path:
