@@ -18,7 +18,6 @@ import os
 import signal
 import sys
 import time
-from typing import Optional
 
 import multiprocessing_logging
 import sdnotify
@@ -100,13 +99,16 @@ class Supervisor:
         handle.metrics = ProcessMetrics(handle.process.pid)
         log.info("worker %s started (pid %d)", handle.name, handle.process.pid)
 
-    def on_exit(self, handle: WorkerHandle, reason: str, failed_at: float) -> None:
-        """A worker ended: let the failsafe cover bms_tx, then schedule the restart."""
+    def on_exit(self, handle: WorkerHandle, reason: str, silent_since: float) -> None:
+        """A worker ended: let the failsafe cover bms_tx, then schedule the restart.
+
+        ``silent_since`` is the earliest moment its frames may have stopped: the failsafe sends
+        every ID due since then at once, so none is skipped (a duplicate is the lesser harm).
+        """
         handle.process.join()
         handle.last_exit = reason
         if handle.name == "bms_tx" and self.role == ACTIVE and self.failsafe.available():
-            # The kernel kept sending a hung worker's frames until it was killed.
-            self.failsafe.engage(time.monotonic() if kernel_cyclic(self.cfg) else failed_at)
+            self.failsafe.engage(silent_since)
         now = time.monotonic()
         wd = self.cfg.watchdog
         handle.recent.append(now)
@@ -139,7 +141,9 @@ class Supervisor:
                                  beat["t"] if beating else now)
                 elif beating and now - beat["t"] > wd.heartbeat_timeout_s:
                     handle.process.kill()
-                    self.on_exit(handle, "hung (no heartbeat for %.2f s), killed" % (now - beat["t"]), beat["t"])
+                    # The kernel's broadcast manager kept a hung worker's frames going until the kill.
+                    silent_since = time.monotonic() if kernel_cyclic(self.cfg) else beat["t"]
+                    self.on_exit(handle, "hung (no heartbeat for %.2f s), killed" % (now - beat["t"]), silent_since)
                 elif not beating and now - handle.started_at > wd.startup_timeout_s:
                     handle.process.kill()
                     self.on_exit(handle, "did not start within %g s, killed" % wd.startup_timeout_s, now)
@@ -159,21 +163,23 @@ class Supervisor:
         if change is None:
             return
         log.warning("hot standby: role %s: %s", change.role, change.reason)
+        cadence = None
         if change.role == ACTIVE:
-            self._cover_takeover(now, change.due)
+            cadence = self.standby.takeover_cadence(change)
+            self._cover_takeover(now, cadence)
         else:
             self.failsafe.release()
         self.role = change.role
-        self._publish_role(now, change.reason, change.due)
+        self._publish_role(now, change.reason, cadence)
 
-    def _cover_takeover(self, now: float, due: float) -> None:
+    def _cover_takeover(self, now: float, cadence) -> None:
         """Without fresh data of our own (or a bms_tx to send it), send the active device's last
-        frames through the failsafe, with a new cadence whose first frame was due at ``due``."""
+        frames through the failsafe, on the takeover's cadence."""
         if self._own_data_fresh(now) and self.workers["bms_tx"].alive:
             return          # bms_tx sees the role and starts at once
-        peer_frames = self.standby.observed_frame_set(due)
+        peer_frames = self.standby.observed_frame_set(cadence.t0)
         if peer_frames is not None:
-            self.failsafe.engage(due - 1e-6, source=peer_frames)
+            self.failsafe.engage(cadence.after, source=peer_frames)
 
     def _own_data_fresh(self, now: float) -> bool:
         battery = self.state.read("battery") or {}
@@ -186,9 +192,10 @@ class Supervisor:
         return self.failsafe.engaged or (bms.alive and beat.get("pid") == bms.process.pid
                                          and bool(beat.get("transmitting")))
 
-    def _publish_role(self, now: float, reason: str, due: Optional[float] = None) -> None:
-        """``due``: when a takeover was due; bms_tx starts its new cadence there, not later."""
-        self.state.write("role", {"role": self.role, "since": now, "reason": reason, "due": due})
+    def _publish_role(self, now: float, reason: str, cadence=None) -> None:
+        """``cadence``: where a takeover's frames go (bms_tx starts there, not later)."""
+        self.state.write("role", {"role": self.role, "since": now, "reason": reason,
+                                  "cadence": None if cadence is None else list(cadence)})
 
     def hand_over(self) -> None:
         """Failsafe on while bms_tx cannot send; off as soon as a new bms_tx is ready (covering a

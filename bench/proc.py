@@ -1,6 +1,6 @@
 """What the kernel says a process costs, read from /proc."""
 import os
-from typing import Dict, Iterable, List, NamedTuple
+from typing import Dict, List, NamedTuple
 
 from tests.multiproc.daemon import children_of
 
@@ -39,8 +39,37 @@ def cpu_seconds(pid: int) -> float:
     return total_ns / 1e9
 
 
-def cpu_seconds_of(pids: Iterable[int]) -> Dict[int, float]:
-    return {pid: cpu_seconds(pid) for pid in pids}
+def reaped_children_cpu_seconds(pid: int) -> float:
+    """CPU time of the children ``pid`` has waited for (cutime + cstime, in 10 ms ticks): what
+    a worker that ended and was restarted used, which no live process shows any more."""
+    with open("/proc/%d/stat" % pid) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+class TreeCpu(NamedTuple):
+    """CPU seconds so far of the live processes of a tree, and of the children its root reaped."""
+    live: Dict[int, float]
+    reaped: float
+
+    @classmethod
+    def read(cls, root: int) -> "TreeCpu":
+        live = {}
+        for pid in tree(root):
+            try:
+                live[pid] = cpu_seconds(pid)
+            except FileNotFoundError:
+                continue    # it ended just now: its time shows in ``reaped`` once it is waited for
+        return cls(live, reaped_children_cpu_seconds(root))
+
+
+def cpu_per_second(before: TreeCpu, after: TreeCpu, elapsed_s: float) -> Dict:
+    """Per live pid (a process born in between counts from its start) and ``"reaped"``: the
+    workers that ended in between, whose whole time moved into their parent's account."""
+    rates = {pid: (seconds - before.live.get(pid, 0.0)) / elapsed_s for pid, seconds in after.live.items()}
+    ended = sum(seconds for pid, seconds in before.live.items() if pid not in after.live)
+    rates["reaped"] = (after.reaped - before.reaped - ended) / elapsed_s
+    return rates
 
 
 def memory(pid: int) -> Memory:
@@ -63,3 +92,4 @@ def cpu_model() -> str:
 def memory_total_mib() -> int:
     with open("/proc/meminfo") as handle:
         return next(int(line.split()[1]) * KIB for line in handle if line.startswith("MemTotal:")) >> 20
+

@@ -36,6 +36,8 @@ def render(results: Dict, host: Dict, command: str, date: str) -> str:
     sections = results["sections"]
     for name in SECTIONS:
         lines.extend(summary_rows(name, sections.get(name)))
+    if results.get("notes"):
+        lines.extend(["", "Notes:", ""] + ["- " + note for note in results["notes"]])
     for name in SECTIONS:
         for detail in (sections.get(name) or {}).get("tables", []):
             lines.extend(["", "### " + detail["title"], ""] + markdown_table(detail["columns"], detail["rows"]))

@@ -4,14 +4,17 @@ The figures are only as good as the statistics behind them, so these are checked
 values worked out by hand and against the standard library, never against themselves.
 """
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from bench import report, stats
+from bench import proc, report, stats
 from bench.baseline_imports import USAGE, daemon_modules
 from bench.settings import SETTINGS, argument_type
 
@@ -77,6 +80,57 @@ def test_the_first_complete_set_waits_for_the_last_id_and_ignores_invalid_frames
               (2.0, 0x351, True), (1.1, 0x356, True)]
     assert stats.first_complete_set(frames, (0x351, 0x355, 0x356)) == 2.2
     assert stats.first_complete_set(frames, (0x351, 0x35E)) is None
+
+
+def test_cpu_per_second_counts_live_new_and_ended_processes():
+    before = proc.TreeCpu(live={1: 10.0, 2: 5.0, 3: 1.0}, reaped=4.0)
+    # pid 3 ended and was reaped having used 1.75 s in all; pid 4 was born in between
+    after = proc.TreeCpu(live={1: 10.5, 2: 5.25, 4: 0.5}, reaped=5.75)
+    rates = proc.cpu_per_second(before, after, 2.0)
+    assert rates == {1: 0.25, 2: 0.125, 4: 0.25, "reaped": 0.375}
+    assert sum(rates.values()) * 2.0 == pytest.approx((10.5 + 5.25 + 0.5 + 5.75) - (10.0 + 5.0 + 1.0 + 4.0))
+
+
+def spin(seconds: float) -> None:
+    started = time.process_time()
+    while time.process_time() - started < seconds:
+        pass
+
+
+def test_cpu_time_from_proc_agrees_with_the_process_own_clock():
+    before, own_before = proc.cpu_seconds(os.getpid()), time.process_time()
+    spin(0.2)
+    used, own_used = proc.cpu_seconds(os.getpid()) - before, time.process_time() - own_before
+    assert used == pytest.approx(own_used, abs=0.02)
+
+
+def test_reaped_children_cpu_time_agrees_with_getrusage():
+    before = proc.reaped_children_cpu_seconds(os.getpid())
+    subprocess.run([sys.executable, "-c", "import time\nstarted = time.process_time()\n"
+                    "while time.process_time() - started < 0.3: pass"], check=True)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert proc.reaped_children_cpu_seconds(os.getpid()) - before >= 0.28
+    assert proc.reaped_children_cpu_seconds(os.getpid()) == pytest.approx(
+        children.ru_utime + children.ru_stime, abs=0.05)
+
+
+def test_memory_figures_are_ordered_as_the_kernel_defines_them():
+    memory = proc.memory(os.getpid())
+    assert 0 < memory.uss_bytes <= memory.pss_bytes <= memory.rss_bytes
+    with open("/proc/self/status") as handle:
+        rss_kib = next(int(line.split()[1]) for line in handle if line.startswith("VmRSS:"))
+    assert memory.rss_bytes == pytest.approx(rss_kib * 1024, rel=0.05)
+
+
+def test_the_tree_of_a_process_holds_its_children():
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        assert proc.tree(os.getpid())[0] == os.getpid()
+        assert child.pid in proc.tree(os.getpid())
+        assert child.pid in proc.TreeCpu.read(os.getpid()).live
+    finally:
+        child.stdin.close()
+        child.wait()
 
 
 def test_settings_accept_only_positive_values_of_their_type():

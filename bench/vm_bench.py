@@ -42,7 +42,7 @@ def service_daemon(folder, channel: str, **overrides) -> Daemon:
     """The multi-process tests' daemon on SocketCAN, configured the way the service runs it.
 
     Without ``--record`` (its recorder would read every frame of a flood in Python) and with
-    the shipped status interval; the battery is the simulation's, the inverter is absent.
+    the shipped status interval and watchdog; the battery is the simulation's, no inverter.
     """
     sections = {"can": {"interface": "socketcan", "channel": channel}, "simulation": {"inverter": False},
                 "status": {"interval_s": config.load().status.interval_s}}
@@ -51,22 +51,12 @@ def service_daemon(folder, channel: str, **overrides) -> Daemon:
     return Daemon(folder, record=False, **sections)
 
 
-def stop_keeping_log(daemon: Daemon, results_dir, name: str) -> None:
-    """Stop the daemon, SIGTERM as a service manager would, and keep its log with the results."""
-    try:
-        daemon.stop()
-    finally:
-        logs = results_dir / "daemon-logs"
-        logs.mkdir(exist_ok=True)
-        (logs / (name + ".log")).write_text(daemon.log())
-
-
 class Results:
-    """bench.json: the guest machine, the settings and one section per benchmark."""
+    """bench.json: the guest machine, the settings, one section per benchmark, and notes."""
 
-    def __init__(self, path, settings: Dict):
-        self.path = path
-        self.data = {"machine": guest_machine(), "settings": settings, "sections": {}}
+    def __init__(self, folder, settings: Dict):
+        self.folder = folder
+        self.data = {"machine": guest_machine(), "settings": settings, "sections": {}, "notes": []}
 
     @contextlib.contextmanager
     def section(self, name: str) -> Iterator[Dict]:
@@ -79,7 +69,25 @@ class Results:
             entry["error"] = "%s: %s" % (type(error).__name__, error)
             raise
         finally:
-            self.path.write_text(json.dumps(self.data, indent=1))
+            self.save()
+
+    def note(self, text: str) -> None:
+        self.data["notes"].append(text)
+        self.save()
+
+    def stop_keeping_log(self, daemon: Daemon, name: str) -> None:
+        """Stop a daemon with SIGTERM as a service manager would; keep its log beside bench.json."""
+        try:
+            daemon.stop()
+        except AssertionError as error:         # it was killed after the timeout: worth knowing
+            self.note("daemon %s: %s" % (name, error))
+        finally:
+            logs = self.folder / "daemon-logs"
+            logs.mkdir(exist_ok=True)
+            (logs / (name + ".log")).write_text(daemon.log())
+
+    def save(self) -> None:
+        (self.folder / RESULTS_FILE).write_text(json.dumps(self.data, indent=1))
 
 
 def row(section: Dict, figure: str, value: float, baseline: float, unit: str, baseline_is: str) -> None:
@@ -105,7 +113,7 @@ def settings(request) -> Dict:
 
 @pytest.fixture(scope="module")
 def results(results_dir, settings) -> Results:
-    return Results(results_dir / RESULTS_FILE, settings)
+    return Results(results_dir, settings)
 
 
 @pytest.fixture(scope="module")
@@ -114,9 +122,10 @@ def profile():
 
 
 @pytest.fixture(scope="module")
-def shared_daemon(tmp_path_factory, vcan_channel, results_dir):
+def shared_daemon(tmp_path_factory, vcan_channel, results):
     """One daemon for the benchmarks that watch it run, started by the first that asks for it
-    (so that a failed start is that benchmark's recorded error). Its log is kept."""
+    (so that a failed start is that benchmark's recorded error). Each gets it with every
+    worker running and the frames on the bus."""
     started = []  # type: List[Daemon]
 
     def get() -> Daemon:
@@ -124,11 +133,13 @@ def shared_daemon(tmp_path_factory, vcan_channel, results_dir):
             started.append(service_daemon(tmp_path_factory.mktemp("daemon"), vcan_channel).start())
         daemon = started[0]
         daemon.wait_sending(START_TIMEOUT_S)
+        daemon.wait_for(lambda s: all(worker["alive"] for worker in s["workers"].values()), START_TIMEOUT_S,
+                        "every worker running")
         return daemon
 
     yield get
     for daemon in started:
-        stop_keeping_log(daemon, results_dir, "shared")
+        results.stop_keeping_log(daemon, "shared")
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -178,18 +189,16 @@ def restarts(daemon) -> int:
 
 
 def process_names(daemon) -> Dict[int, str]:
-    """Every process of the daemon's tree by pid: supervisor, the workers' names, commands."""
+    """The live processes of the daemon's tree by pid: supervisor, the workers' names, commands."""
     names = {worker["pid"]: name for name, worker in daemon.status()["workers"].items()}
     names[daemon.process.pid] = "supervisor"
-    return {pid: names.get(pid) or proc.command_name(pid) for pid in proc.tree(daemon.process.pid)}
-
-
-def cpu_rates(pids: List[int], window_s: float) -> Dict[int, float]:
-    """CPU seconds per second of each process over the next ``window_s``."""
-    before, started = proc.cpu_seconds_of(pids), time.monotonic()
-    time.sleep(window_s)
-    after, elapsed = proc.cpu_seconds_of(pids), time.monotonic() - started
-    return {pid: (after[pid] - before[pid]) / elapsed for pid in pids}
+    found = {}
+    for pid in proc.tree(daemon.process.pid):
+        try:
+            found[pid] = names.get(pid) or proc.command_name(pid)
+        except FileNotFoundError:
+            continue        # it ended since the tree was read
+    return found
 
 
 def frames_sent(channel: str) -> int:
@@ -202,18 +211,19 @@ def ms(seconds: float) -> float:
 
 
 # ------------------------------------------------------------------------------ benchmarks
+# In this order: the start-ups and the two instances first, each alone on the machine; then
+# the shared daemon's benchmarks, the bms_tx failovers last (they restart a worker).
 
-def test_start_up(results, settings, profile, candump, tmp_path, vcan_channel, results_dir):
+def test_start_up(results, settings, profile, candump, tmp_path, vcan_channel):
     """From `run` to the first complete, valid frame set on the bus, against `python -c import ...`."""
     with results.section("startup") as section:
         baseline_import_s()      # fills the page cache with the libraries for both; not counted
         daemon_s, baseline_s = [], []
-        for run in range(settings["startup_runs"]):
+        for run in range(1, settings["startup_runs"] + 1):
             baseline_s.append(baseline_import_s())
-            folder = tmp_path / ("start-up-%d" % (run + 1))
+            folder = tmp_path / ("start-up-%d" % run)
             folder.mkdir()
-            daemon = service_daemon(folder, vcan_channel)
-            daemon_s.append(start_up_s(daemon, candump, profile, results_dir))
+            daemon_s.append(start_up_s(service_daemon(folder, vcan_channel), candump, profile, results))
         row(section, "Start-up: `run` to the first valid frame set on the bus (median of %d)"
             % len(daemon_s), statistics.median(daemon_s), statistics.median(baseline_s), "s",
             "python start + import of the same libraries (median of %d)" % len(baseline_s))
@@ -221,7 +231,7 @@ def test_start_up(results, settings, profile, candump, tmp_path, vcan_channel, r
               [[i + 1, round(d, 3), round(b, 3)] for i, (d, b) in enumerate(zip(daemon_s, baseline_s))])
 
 
-def start_up_s(daemon: Daemon, candump, profile, results_dir) -> float:
+def start_up_s(daemon: Daemon, candump, profile, results: Results) -> float:
     recorder = candump()
     started = time.time()
     daemon.start()
@@ -230,13 +240,64 @@ def start_up_s(daemon: Daemon, candump, profile, results_dir) -> float:
         time.sleep(profile.cycle_s + 0.5)       # the set's IDs are spread over one cycle
         captured = recorder.stop()
     finally:
-        stop_keeping_log(daemon, results_dir, os.path.basename(daemon.folder))
+        results.stop_keeping_log(daemon, os.path.basename(daemon.folder))
     complete = stats.first_complete_set(
         ((c.timestamp, c.frame.arbitration_id, valid(profile, c.frame)) for c in captured), profile.frame_ids)
     if complete is None:
         raise AssertionError("no complete valid frame set (%s) reached the bus; seen: %s" % (
             " ".join("%X" % i for i in profile.frame_ids), sorted({"%X" % c.frame.arbitration_id for c in captured})))
     return complete - started
+
+
+def test_failover_of_the_active_instance(results, settings, profile, candump, vcan_channel, tmp_path):
+    """Two instances in hot standby on one bus, kill -9 of the active one's supervisor (its workers
+    die with it): the longest gap of any ID until the standby took over, against the gaps before."""
+    with results.section("failover two instances") as section:
+        window = settings["failover_window_s"]
+        instances = []  # type: List[Daemon]
+        try:
+            for node in (1, 2):     # one after the other, as devices are installed
+                folder = tmp_path / ("standby-node-%d" % node)
+                folder.mkdir()
+                instances.append(service_daemon(folder, vcan_channel,
+                                                standby={"enabled": True, "node_id": node}).start())
+                if node == 1:
+                    instances[0].wait_for(lambda s: s["role"] == "active" and s["frames"], START_TIMEOUT_S,
+                                          "the first instance active and sending")
+            active, standby = active_and_standby(instances)
+            recorder = candump(vcan_channel)
+            time.sleep(window)
+            fault = time.time()
+            active.process.kill()
+            active.process.wait()
+            standby.wait_for(lambda s: s["role"] == "active", RESTART_TIMEOUT_S, "the standby took over")
+            standby.wait_sending(RESTART_TIMEOUT_S)
+            recovered_s = time.time() - fault
+            time.sleep(window)
+            add_failover(section, "two instances in hot standby, kill -9 of the active one",
+                         longest_gaps(recorder.stop(), fault, profile), window,
+                         "the standby reported active and sending after %.1f s (standby.takeover_s = %g)"
+                         % (recovered_s, config.load().standby.takeover_s))
+        finally:
+            for node, instance in enumerate(instances, 1):
+                results.stop_keeping_log(instance, "standby-node-%d" % node)
+
+
+def active_and_standby(instances: List[Daemon]):
+    """Once one instance sends and the other stands by, ready, hearing it: (active, standby)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        statuses = [instance.status() for instance in instances]
+        roles = [status["role"] for status in statuses]
+        if sorted(roles) == ["active", "standby"]:
+            active, standby = (0, 1) if roles[0] == "active" else (1, 0)
+            peer = statuses[standby]["standby"].get("peer") or {}
+            if (statuses[active]["frames"] and statuses[standby]["workers"]["bms_tx"]["alive"]
+                    and peer.get("role") == "active"):
+                return instances[active], instances[standby]
+        time.sleep(0.2)
+    raise AssertionError("no active + standby pair within %g s: roles %s, standby peers %s" % (
+        START_TIMEOUT_S, [i.status()["role"] for i in instances], [i.status()["standby"].get("peer") for i in instances]))
 
 
 def test_cadence(results, settings, profile, shared_daemon, candump, vcan_channels):
@@ -247,8 +308,7 @@ def test_cadence(results, settings, profile, shared_daemon, candump, vcan_channe
         for duration, loops in ((settings["idle_s"], 0), (settings["loaded_s"], os.cpu_count())):
             restarts_before = restarts(daemon)
             ours, theirs = candump(bus), candump(spare)
-            period_ms = ms(profile.cycle_s)
-            generator = can_utils.cangen(spare, ["-g", "%g" % period_ms, "-I", "%X" % profile.frame_ids[0],
+            generator = can_utils.cangen(spare, ["-g", "%g" % ms(profile.cycle_s), "-I", "%X" % profile.frame_ids[0],
                                                  "-L", "8", "-D", "i", "-n", str(int(duration / profile.cycle_s) + 10)])
             with busy_loops(loops):
                 start = time.time()
@@ -293,9 +353,8 @@ def test_memory(results, shared_daemon):
     """PSS of the daemon's process tree against one bare interpreter holding the same libraries."""
     with results.section("memory") as section:
         daemon = shared_daemon()
-        names = process_names(daemon)
         with baseline_interpreter() as baseline_pid:      # both measured at the same moment
-            tree = {pid: proc.memory(pid) for pid in names}
+            names, tree = tree_memory(daemon)
             baseline = proc.memory(baseline_pid)
         service = [pid for pid, name in names.items() if name not in SIMULATION_PROCESSES]
         baseline_is = "one python that imported the same libraries"
@@ -309,6 +368,17 @@ def test_memory(results, shared_daemon):
               + [["baseline interpreter"] + memory_cells(baseline)])
 
 
+def tree_memory(daemon: Daemon, attempts: int = 5) -> Tuple[Dict[int, str], Dict[int, proc.Memory]]:
+    """Every process of the tree with its memory, read again while a worker is being restarted."""
+    for _ in range(attempts):
+        names = process_names(daemon)
+        try:
+            return names, {pid: proc.memory(pid) for pid in names}
+        except (FileNotFoundError, ProcessLookupError):
+            time.sleep(1.0)
+    raise AssertionError("the daemon's processes kept changing over %d attempts (workers restarting)" % attempts)
+
+
 def memory_cells(memory: proc.Memory) -> List[float]:
     return [round(memory.pss_bytes / MIB, 2), round(memory.uss_bytes / MIB, 2), round(memory.rss_bytes / MIB, 2)]
 
@@ -317,9 +387,12 @@ def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_ch
     """CPU time of the daemon's tree while cangen floods the bus with foreign IDs, against candump."""
     with results.section("cpu") as section:
         daemon = shared_daemon()
-        names = process_names(daemon)
-        window = settings["cpu_s"]
-        idle = cpu_rates(list(names), window)
+        root, window = daemon.process.pid, settings["cpu_s"]
+        restarts_before = restarts(daemon)
+        before, started = proc.TreeCpu.read(root), time.monotonic()
+        time.sleep(window)
+        idle = proc.cpu_per_second(before, proc.TreeCpu.read(root), time.monotonic() - started)
+        restarts_idle = restarts(daemon) - restarts_before
         flood_options = flood(vcan_channel, settings["flood_rate"])
         recorder = candump(vcan_channel)
         readers = [pid for pid in children_of(os.getpid()) if proc.command_name(pid) == "candump"]
@@ -328,36 +401,45 @@ def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_ch
             "-n", str(int(settings["flood_rate"] * (window + 30)))])
         try:
             time.sleep(2.0)
-            sent_before, started = frames_sent(vcan_channel), time.monotonic()
-            flooded = cpu_rates(list(names) + readers, window)
-            rate = (frames_sent(vcan_channel) - sent_before) / (time.monotonic() - started)
+            restarts_before = restarts(daemon)
+            sent_before, reader_before = frames_sent(vcan_channel), proc.cpu_seconds(readers[0])
+            before, started = proc.TreeCpu.read(root), time.monotonic()
+            time.sleep(window)
+            after, elapsed = proc.TreeCpu.read(root), time.monotonic() - started
+            reader = (proc.cpu_seconds(readers[0]) - reader_before) / elapsed
+            rate = (frames_sent(vcan_channel) - sent_before) / elapsed
+            restarts_flooded = restarts(daemon) - restarts_before
         finally:
             generator.terminate()
             generator.wait(10)
         recorder.stop()
-        if process_names(daemon) != names:
-            raise AssertionError("the daemon's processes changed during the measurement: %s, then %s"
-                                 % (names, process_names(daemon)))
-        ours_idle, ours_flooded = (ms(sum(r[pid] for pid in names)) for r in (idle, flooded))
+        flooded = proc.cpu_per_second(before, after, elapsed)
+        names = dict(process_names(daemon), reaped="workers that ended (their time, reaped by the supervisor)")
+        ours_idle, ours_flooded = ms(sum(idle.values())), ms(sum(flooded.values()))
         row(section, "CPU time per second, bus flooded with foreign IDs (%.0f frames/s): the daemon's tree"
-            % rate, ours_flooded, ms(flooded[readers[0]]), "ms/s",
+            % rate, ours_flooded, ms(reader), "ms/s",
             "candump reading the same bus (it dropped %d frames)" % recorder.dropped)
         row(section, "CPU time per second of the daemon's tree: flooded bus against idle bus",
             ours_flooded, ours_idle, "ms/s", "the same daemon, idle bus, the %g s before" % window)
-        table(section, "CPU time per second (ms/s) per process, %g s each; flood: cangen %s"
-              % (window, " ".join(flood_options)), ["process", "idle bus", "flooded bus"],
-              [[names[pid], round(ms(idle[pid]), 2), round(ms(flooded[pid]), 2)] for pid in names]
-              + [["candump (baseline)", "", round(ms(flooded[readers[0]]), 2)]])
+        table(section, "CPU time per second (ms/s) per process, %g s each; worker restarts: %d idle, %d flooded; "
+              "flood: cangen %s" % (window, restarts_idle, restarts_flooded, " ".join(flood_options)),
+              ["process", "idle bus", "flooded bus"],
+              [[names.get(pid, "pid %s, ended" % pid), round(ms(idle.get(pid, 0.0)), 2),
+                round(ms(flooded.get(pid, 0.0)), 2)] for pid in list(names) + sorted(set(idle) - set(names), key=str)]
+              + [["candump (baseline)", "", round(ms(reader), 2)]])
 
 
 def flood(channel: str, rate: float) -> List[str]:
-    """cangen options for about ``rate`` frames/s: a burst every 10 ms, sized by a trial of how
-    long one cangen cycle takes here (a 10 ms sleep lasts longer under emulation)."""
-    trial_frames = 100
-    started = time.monotonic()
-    can_utils.cangen(channel, ["-g", "10", "-I", FOREIGN_ID, "-L", "8", "-n", str(trial_frames)]).wait(60)
-    cycle_s = (time.monotonic() - started) / trial_frames
-    return ["-g", "10", "-c", str(max(1, round(rate * cycle_s))), "-I", FOREIGN_ID, "-L", "8", "-D", "i"]
+    """cangen options for about ``rate`` frames/s: a burst every 10 ms, sized by two trials of how
+    long one cangen cycle takes here (a 10 ms sleep lasts longer under emulation, and a burst
+    of writes takes time of its own)."""
+    burst = 1
+    for cycles in (100, 50):
+        started = time.monotonic()
+        can_utils.cangen(channel, ["-g", "10", "-c", str(burst), "-I", FOREIGN_ID, "-L", "8",
+                                   "-n", str(burst * cycles)]).wait(60)
+        burst = max(1, round(rate * (time.monotonic() - started) / cycles))
+    return ["-g", "10", "-c", str(burst), "-I", FOREIGN_ID, "-L", "8", "-D", "i"]
 
 
 @pytest.mark.parametrize("how, sig", [("kill -9", signal.SIGKILL), ("SIGSTOP", signal.SIGSTOP)])
@@ -377,56 +459,8 @@ def test_failover_of_bms_tx(results, settings, profile, shared_daemon, candump, 
         recovered_s = time.time() - fault
         time.sleep(window)
         add_failover(section, "%s of bms_tx" % how, longest_gaps(recorder.stop(), fault, profile), window,
-                     "bms_tx sending again after %.1f s" % recovered_s)
-
-
-def test_failover_of_the_active_instance(results, settings, profile, candump, vcan_channels, tmp_path, results_dir):
-    """Two instances in hot standby on one bus, kill -9 of the active one's supervisor (its workers
-    die with it): the longest gap of any ID until the standby took over, against the gaps before."""
-    channel = vcan_channels[1]          # vcan0 still carries the shared daemon's frames
-    with results.section("failover two instances") as section:
-        window = settings["failover_window_s"]
-        instances = []  # type: List[Daemon]
-        try:
-            for node in (1, 2):
-                folder = tmp_path / ("node-%d" % node)
-                folder.mkdir()
-                instances.append(service_daemon(folder, channel, standby={"enabled": True, "node_id": node}).start())
-            active, standby = active_and_standby(instances)
-            recorder = candump(channel)
-            time.sleep(window)
-            fault = time.time()
-            active.process.kill()
-            active.process.wait()
-            standby.wait_for(lambda s: s["role"] == "active", RESTART_TIMEOUT_S, "the standby took over")
-            standby.wait_sending(RESTART_TIMEOUT_S)
-            recovered_s = time.time() - fault
-            time.sleep(window)
-            add_failover(section, "two instances in hot standby, kill -9 of the active one",
-                         longest_gaps(recorder.stop(), fault, profile), window,
-                         "the standby reported active and sending after %.1f s (standby.takeover_s = %g)"
-                         % (recovered_s, config.load().standby.takeover_s))
-        finally:
-            for node, instance in enumerate(instances, 1):
-                stop_keeping_log(instance, results_dir, "standby-node-%d" % node)
-
-
-def active_and_standby(instances: List[Daemon]):
-    """Once one instance sends and the other stands by, ready, hearing it: (active, standby)."""
-    deadline = time.monotonic() + 2 * START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        statuses = [instance.status() for instance in instances]
-        if all(statuses):
-            roles = [status["role"] for status in statuses]
-            if sorted(roles) == ["active", "standby"]:
-                active, standby = (0, 1) if roles[0] == "active" else (1, 0)
-                peer = statuses[standby]["standby"].get("peer") or {}
-                if (statuses[active]["frames"] and statuses[standby]["workers"]["bms_tx"]["alive"]
-                        and peer.get("role") == "active"):
-                    return instances[active], instances[standby]
-        time.sleep(0.2)
-    raise AssertionError("no active + standby pair within %g s; roles: %s"
-                         % (2 * START_TIMEOUT_S, [(i.status() or {}).get("role") for i in instances]))
+                     "bms_tx sending again after %.1f s; bms_tx restarts so far: %d"
+                     % (recovered_s, daemon.status()["workers"]["bms_tx"]["restarts"]))
 
 
 def longest_gaps(captured, fault: float, profile) -> Dict[int, Tuple[float, float]]:

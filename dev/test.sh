@@ -9,8 +9,8 @@ sh dev/install-vm-deps.sh || exit 1
 
 status=0
 echo "== vermin: runtime code must run on Python 3.8"
-.venv/bin/vermin -t=3.8- --no-tips --violations --no-parse-comments \
-    supervisor.py config.py protocol bms canbus ipc workers failsafe health venus simulation || status=1
+.venv/bin/vermin -t=3.8- --no-tips --violations \
+    supervisor.py config.py version.py protocol bms canbus ipc workers failsafe health venus simulation tools service || status=1
 
 echo "== unit and multi-process tests"
 .venv/bin/python -m pytest -q || status=1

@@ -21,6 +21,7 @@ device configured with the same node id from our own heartbeat).
 
 ``Arbiter`` is the pure state machine (time passed in); ``HotStandby`` puts it on the bus.
 """
+import math
 import random
 import threading
 import time
@@ -79,7 +80,16 @@ def decode_beat(data: bytes) -> Optional[Beat]:
 class Transition(NamedTuple):
     role: str
     reason: str
-    due: float       # when the change was due: a takeover's new cadence starts here, not later
+    due: float                  # when the change was due: a takeover's new cadence starts here, not later
+    handover: bool = False      # the active device said it stopped: continue its cadence
+
+
+class Cadence(NamedTuple):
+    """Where a takeover's frames go: ``t0`` is a due time of the first id, and each id starts at
+    its first due time after ``after`` (at once where that has passed)."""
+
+    t0: float
+    after: float
 
 
 class _Peer:
@@ -140,7 +150,7 @@ class Arbiter:
         if (previous is not None and previous.beat.role == ACTIVE and beat.role == STANDBY
                 and now - previous.seen_at <= self.takeover_s):
             self._handover = (now, beat.node_id)
-        if False:
+        if beat.role == ACTIVE and (previous is None or previous.beat.role == STANDBY):
             self._peer_activated_at = now       # its first frames are on their way: give them time
         self._peers[key] = _Peer(beat, now)
         self._highest_epoch = max(self._highest_epoch, beat.epoch)
@@ -165,7 +175,7 @@ class Arbiter:
             if now - when > self.takeover_s:
                 self._handover = None
             elif not any(p.beat.role == ACTIVE for p in live) and self._better_standby(live) is None:
-                return self._take_over(now, "node %d handed over" % node, now)
+                return self._take_over(now, "node %d handed over" % node, now, handover=True)
         quiet_since = max(self.since, self.peer_frames_at or self.since, self._peer_activated_at or self.since,
                           self._ready_since)
         wait = self.takeover_s
@@ -206,12 +216,12 @@ class Arbiter:
             del self._peers[key]
         return list(self._peers.values())
 
-    def _take_over(self, now: float, reason: str, due: float) -> Transition:
+    def _take_over(self, now: float, reason: str, due: float, handover: bool = False) -> Transition:
         self.epoch = max(self.epoch, self._highest_epoch) + 1
         self.takeovers += 1
         self.last_takeover = (now, reason)
         self._handover = None
-        return self._change(ACTIVE, now, reason, due)
+        return self._change(ACTIVE, now, reason, due)._replace(handover=handover)
 
     def _become_standby(self, now: float, reason: str) -> Transition:
         self._handover = None
@@ -269,8 +279,12 @@ def report_from_frames(profile, frames: List[Frame]) -> BatteryReport:
     fields: Dict[str, object] = {}
     for frame in frames:
         fields.update(profile.decode(frame).fields)
-    if "soc_hires_pct" in fields and fields["soc_hires_pct"] is not None:
-        fields["soc_pct"] = fields["soc_hires_pct"]
+    hires = fields.get("soc_hires_pct")
+    if hires is not None and fields.get("soc_pct") is not None:
+        # The 0.01 % field carries the value, the 1 % field how it was rounded: a value between
+        # the two (within the 0.01 % step) encodes to both.
+        whole = fields["soc_pct"]
+        fields["soc_pct"] = hires if round(hires) == whole else hires + math.copysign(0.004, whole - hires)
     missing = [name for name in _REQUIRED if fields.get(name) is None]
     if missing:
         raise ValueError("the frame set lacks %s" % ", ".join(missing))
@@ -357,6 +371,17 @@ class HotStandby:
         self._duplicate_logged = duplicate
         self._send_beat()
         return change
+
+    def takeover_cadence(self, change: Transition) -> Cadence:
+        """A handover continues the departing device's cadence from its last frame, so each id
+        misses at most the hand-over time; any other takeover starts a new cadence when it was due."""
+        first = self.profile.frame_ids[0]
+        with self._lock:
+            first_seen = self._observed.get(first)
+            last_seen = max((seen for _, seen in self._observed.values()), default=None)
+        if change.handover and first_seen is not None and change.due - first_seen[1] < 2 * self.profile.cycle_s:
+            return Cadence(first_seen[1], last_seen)
+        return Cadence(change.due, change.due - 1e-6)
 
     def _observed_complete(self) -> bool:
         return all(frame_id in self._observed for frame_id in self.profile.frame_ids)

@@ -10,6 +10,8 @@ import threading
 import time
 from typing import Optional
 
+import can
+
 from bms.stale import degrade
 from canbus.bus import open_bus
 from canbus.cyclic import CyclicFrameSet, Schedule
@@ -36,7 +38,7 @@ class FailsafeTransmitter:
         self.log = log
         self.profile = profiles.get(cfg.inverter.profile)
         self.engaged_since: Optional[float] = None
-        self._bus = None
+        self._bus = self._open_bus()        # ready before it is needed: engaging must be quick
         self._sender: Optional[CyclicFrameSet] = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -140,6 +142,13 @@ class FailsafeTransmitter:
                     self._publish(engaged=True)
                     return
             sender.stop()
+
+    def _open_bus(self):
+        try:
+            return open_bus(self.cfg)
+        except (can.CanError, OSError) as error:
+            self.log.warning("failsafe cannot open %s yet (%s); it retries when needed", self.cfg.can.channel, error)
+            return None
 
     def close(self) -> None:
         self._closing = True

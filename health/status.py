@@ -26,11 +26,18 @@ def decoded_frames(frames_json, profile) -> list:
 
 
 def build_status(sup, version: str) -> dict:
-    now = time.monotonic()
     state = sup.state
+    beats = {name: state.read("heartbeat." + name) for name in sup.workers}
+    battery = state.read("battery") or {}
+    inverter = state.read("inverter") or {}
+    can_link = state.read("bms_tx.can") or {"interface": sup.cfg.can.interface, "channel": sup.cfg.can.channel,
+                                            "state": "unknown"}
+    failsafe = state.read("failsafe") or {"engaged": False}
+    frames_slot = state.read("frames") or {}
+    now = time.monotonic()      # after the reads: no age comes out negative
     workers = {}
     for name, handle in sup.workers.items():
-        beat = state.read("heartbeat." + name)
+        beat = beats[name]
         own_beat = beat if beat and handle.process is not None and beat.get("pid") == handle.process.pid else None
         entry = {"pid": handle.process.pid if handle.process is not None else None, "alive": handle.alive,
                  "state": handle.state, "restarts": handle.restarts, "last_exit": handle.last_exit,
@@ -38,13 +45,7 @@ def build_status(sup, version: str) -> dict:
         if handle.alive and handle.metrics is not None:
             entry.update(handle.metrics.read())
         workers[name] = entry
-    battery = state.read("battery") or {}
-    inverter = state.read("inverter") or {}
-    can_link = state.read("bms_tx.can") or {"interface": sup.cfg.can.interface, "channel": sup.cfg.can.channel,
-                                            "state": "unknown"}
-    failsafe = state.read("failsafe") or {"engaged": False}
-    frames_slot = state.read("frames") or {}
-    bms_beat = state.read("heartbeat.bms_tx") or {}
+    bms_beat = beats["bms_tx"] or {}
     if failsafe.get("engaged"):
         sending = failsafe.get("frames")
     elif sup.workers["bms_tx"].alive and bms_beat.get("transmitting"):

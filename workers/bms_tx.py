@@ -175,11 +175,11 @@ class BmsTransmitter:
             self._sleep(self.cfg.watchdog.heartbeat_interval_s, ready=True)
         schedule = self._inherited_schedule(frames, self._covered)
         self._covered = None
-        if schedule is None:        # a new cadence: its first ID is due now (after a takeover: when that was due)
+        if schedule is None:        # a new cadence: its first ID is due now, or where a takeover puts it
             now = time.monotonic()
-            due = (self.worker.state.read("role") or {}).get("due")
-            t0 = due if due is not None and now - self.profile.cycle_s < due <= now else now
-            schedule, after = Schedule(t0, self.profile.cycle_s, tuple(f.arbitration_id for f in frames)), t0 - 1e-6
+            cadence = (self.worker.state.read("role") or {}).get("cadence")
+            t0, after = cadence if cadence and now - self.profile.cycle_s < cadence[1] <= now else (now, now - 1e-6)
+            schedule = Schedule(t0, self.profile.cycle_s, tuple(f.arbitration_id for f in frames))
         else:
             after = (self.worker.state.read("failsafe") or {}).get("released_at") or time.monotonic()
         if self.bus is None:

@@ -13,10 +13,12 @@ from tests.system.vm import ARTIFACTS_DIR, IN_VM_ENV, RESULTS_DIR_ENV, VCAN_ENV
 
 IFF_UP = 0x1  # in /sys/class/net/<name>/flags
 
-if os.environ.get(IN_VM_ENV) != "1":
-    pytest.exit("system tests run inside the VM: use tests/system/run_in_vm.sh "
-                "(this machine's kernel has no SocketCAN; %s is not set)" % IN_VM_ENV,
-                returncode=4)
+
+def pytest_configure(config) -> None:
+    if os.environ.get(IN_VM_ENV) != "1":
+        raise pytest.UsageError("system tests run inside the VM: use tests/system/run_in_vm.sh "
+                                "(this machine's kernel has no SocketCAN; %s is not set)"
+                                % IN_VM_ENV)
 
 
 @pytest.fixture(scope="session")

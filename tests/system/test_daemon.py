@@ -70,26 +70,21 @@ def intervals(captured, frame_id):
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
-def bcm_tx_ids(pid):
-    """The CAN ids the kernel broadcast manager sends for sockets of process ``pid``."""
-    ids = set()
-    folder = "/proc/net/can-bcm"
-    inodes = set()
+def bcm_tx_ops(pid):
+    """How often each of the kernel broadcast manager's transmit operations of ``pid`` has sent."""
+    sockets = set()
     for fd in os.listdir("/proc/%d/fd" % pid):
         try:
             target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    for name in os.listdir(folder):
-        with open(os.path.join(folder, name)) as handle:
-            text = handle.read()
-        if any("ino:%s" % inode in text or " %s " % inode in text for inode in inodes) or name in inodes:
-            for line in text.splitlines():
-                if line.strip().startswith("tx_op:"):
-                    ids.add(int(line.split()[1], 16))
-    return ids
+            sockets.add(target[8:-1])
+    sent = []
+    for name in sockets & set(os.listdir("/proc/net/can-bcm")):     # one file per BCM socket, by inode
+        with open(os.path.join("/proc/net/can-bcm", name)) as handle:
+            sent += [int(line.rsplit("# sent", 1)[1]) for line in handle if line.startswith("tx_op:")]
+    return sent
 
 
 def test_the_frame_set_is_sent_by_the_kernel_at_its_cadence_with_the_right_bytes(daemon, candump):
@@ -104,7 +99,8 @@ def test_the_frame_set_is_sent_by_the_kernel_at_its_cadence_with_the_right_bytes
         # the VM runs without KVM on a loaded machine: kernel timers may be late, never early
         assert abs(gaps[len(gaps) // 2] - PERIOD) < 0.02 and 0.5 * PERIOD < gaps[0] and gaps[-1] < 1.5 * PERIOD, \
             (hex(frame_id), gaps)
-    assert bcm_tx_ids(d.worker_pid("bms_tx")) >= set(PYLON_IDS), "sent by the kernel's broadcast manager"
+    sent = bcm_tx_ops(d.worker_pid("bms_tx"))
+    assert len(sent) == len(PYLON_IDS) and min(sent) >= 5, "sent by the kernel's broadcast manager: %s" % sent
     profile = profiles.get("pylon")
     database = cantools.database.load_file(DBC)
     last = {c.frame.arbitration_id: c for c in captured}
@@ -142,13 +138,13 @@ def test_a_flood_of_foreign_ids_costs_nothing_and_is_never_decoded(daemon, candu
     with KeepAlives(vcan_channel) as inverter:
         idle = cpu_share(d.process.pid, 5)
         recorder = candump()
-        floods = [can_utils.cangen(vcan_channel, ["-g", "0.25", "-I", "123", "-L", "8", "-D", "i", "-n", "40000"]),
-                  can_utils.cangen(vcan_channel, ["-g", "0.5", "-e", "-I", "18DAF110", "-L", "8", "-n", "20000"])]
+        floods = [can_utils.cangen(vcan_channel, ["-g", "0.25", "-I", "123", "-L", "8", "-D", "i", "-n", "8000"]),
+                  can_utils.cangen(vcan_channel, ["-g", "0.5", "-e", "-I", "18DAF110", "-L", "8", "-n", "4000"])]
         flooded = cpu_share(d.process.pid, 5)
         for flood in floods:
-            flood.wait(120)
+            flood.wait(300)
         captured = recorder.stop()
-    assert sum(1 for c in captured if c.frame.arbitration_id == 0x123) > 5000, "the flood happened"
+    assert sum(1 for c in captured if c.frame.arbitration_id == 0x123) > 4000, "the flood happened"
     assert max(intervals(captured, 0x351)) < 1.5 * PERIOD
     assert flooded < idle + 0.05, "CPU share idle %.3f, flooded %.3f" % (idle, flooded)
     # only the inverter's frames reach can_rx: its count settles at exactly what cansend sent

@@ -248,6 +248,7 @@ def guest_main(results: Path, pytest_args: List[str]) -> int:
     """Inside the VM: load the CAN modules, create the vcan interfaces, run pytest."""
     try:
         _use_cached_root()
+        _set_up_loopback_multicast()
         _set_up_can()
     except VmError as error:
         (results / SETUP_ERROR_FILE).write_text("%s\n" % error)
@@ -283,6 +284,13 @@ def _use_cached_root() -> None:
     for path in ("/usr", sys.prefix):
         _guest_run(["mount", "--bind", CACHED_ROOT_MOUNT + path, path],
                    "use the cached view for %s" % path)
+
+
+def _set_up_loopback_multicast() -> None:
+    """The VM has no network, so no route for multicast: python-can's udp_multicast bus (the
+    simulation's) then fails with ENODEV. Route multicast to loopback, as a host route would."""
+    _guest_run(["ip", "link", "set", "lo", "multicast", "on"], "enable multicast on lo")
+    _guest_run(["ip", "route", "add", "224.0.0.0/4", "dev", "lo"], "route multicast to lo")
 
 
 def _set_up_can() -> None:

@@ -2,8 +2,10 @@
 
 Scenario tests drive one Arbiter by hand; the property tests run several of them on a small
 simulated bus (frames of the first id once per period while a device sends, heartbeats,
-kills, restarts and hangs) and judge only what is on that bus: two senders at once never for
-longer than a period, and no silence longer than the takeover time plus the start latency.
+kills, orderly stops, restarts and hangs) and judge only what is on that bus: two senders at
+once never for longer than a period, and no silence longer than the takeover time plus a
+period plus the start latency. The peer-frame decoder is checked by re-encoding: the frames
+a standby sends again must be byte for byte the ones it heard.
 """
 import random
 
@@ -11,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import config
 from failsafe.standby import (ACTIVE, STANDBY, STARTUP_STAGGER_S, Arbiter, Beat, decode_beat, encode_beat,
                               report_from_frames)
 from protocol import profiles
@@ -224,7 +227,7 @@ class Device:
     def start(self, now, ready_after):
         self.arbiter = Arbiter(self.node, self.priority, TAKEOVER, self.preempt,
                                instance=random.randint(1, 255), now=now)
-        self.alive, self.hung_until = True, None
+        self.alive, self.hung_until, self.leave_at = True, None, None
         self.ready_at = now + ready_after
         self.sending_from = self.quiet_from = None
         self.next_frame = self.next_beat = now
@@ -234,7 +237,7 @@ class Device:
             self.quiet_from is None or now < self.quiet_from)
 
     def kill(self):
-        self.alive, self.sending_from, self.quiet_from = False, None, None
+        self.alive, self.sending_from, self.quiet_from, self.leave_at = False, None, None, None
 
     def step(self, now):
         ready = now >= self.ready_at
@@ -262,7 +265,15 @@ def simulate(devices, events, duration, heartbeat=True):
                 device.start(t, ready_after=1.0)
             elif action == "hang" and device.alive:
                 device.hung_until = t + 3.0 * TAKEOVER
+            elif action == "stop" and device.alive:        # SIGTERM: bms_tx stops, then we say we leave
+                device.quiet_from, device.leave_at = t + LATENCY, t + LATENCY
         running = [d for d in devices if d.alive and (d.hung_until is None or t >= d.hung_until)]
+        for device in [d for d in running if d.leave_at is not None and t >= d.leave_at]:
+            if heartbeat:
+                for listener in running:
+                    listener.arbiter.beat(device.arbiter.own_beat(leaving=True), t)
+            device.kill()
+            running.remove(device)
         senders = [d for d in running if d.sending(t)]
         for sender in senders:
             if t >= sender.next_frame:
@@ -283,6 +294,15 @@ def simulate(devices, events, duration, heartbeat=True):
     return timeline
 
 
+def test_an_orderly_stop_hands_over_at_once():
+    devices = [Device(1, 100, False, 0.0, 0.0), Device(2, 100, False, 0.0, 0.0)]
+    timeline = simulate(devices, [(10.0, 0, "stop")], 20.0)
+    assert all(senders == {1} for t, senders in timeline if 9.0 < t < 10.0)
+    assert timeline[-1][1] == {2}
+    silence = longest([(t, s) for t, s in timeline if t > 5.0], lambda senders: not senders)
+    assert silence <= LATENCY + 2 * STEP, "not the takeover time: the leaving device said so"
+
+
 def longest(timeline, condition):
     longest_run, start = 0.0, None
     for t, senders in timeline:
@@ -294,7 +314,7 @@ def longest(timeline, condition):
     return longest_run
 
 
-fault_plans = st.lists(st.tuples(st.sampled_from(["kill", "hang"]), st.integers(0, 1), st.floats(0.0, 4.0)),
+fault_plans = st.lists(st.tuples(st.sampled_from(["kill", "hang", "stop"]), st.integers(0, 1), st.floats(0.0, 4.0)),
                        min_size=1, max_size=6)
 
 
@@ -365,3 +385,38 @@ def test_an_incomplete_frame_set_is_refused_by_name():
     frames = profile.encode(BatteryReport(55.2, 100.0, 120.0, 48.0, 60.0, 100.0, 52.3, -12.5, 21.5, True, True))
     with pytest.raises(ValueError, match="lacks charge_voltage_v, charge_current_a, discharge_current_a"):
         report_from_frames(profile, frames[1:])
+
+
+# -- configuration ----------------------------------------------------------------------------
+def test_standby_is_off_by_default_and_its_default_heartbeat_id_is_free_in_every_profile():
+    cfg = config.load()
+    assert cfg.standby.enabled is False
+    for name in profiles.names():
+        checked = cfg.replace(standby={"enabled": True}, inverter={"profile": name})
+        assert checked.standby.heartbeat_id == 0x7F0
+        profile = profiles.get(name)
+        assert 0x7F0 not in profile.frame_ids
+        # the inverter's frames, as its receive filters let them through
+        assert not any(0x7F0 & f["can_mask"] == f["can_id"] & f["can_mask"] for f in profile.rx_filters), name
+
+
+@pytest.mark.parametrize("standby, profile, message", [
+    ({"heartbeat_id": 0x305}, "pylon", "standby.heartbeat_id = 0x305 is used by inverter.profile = 'pylon'"),
+    ({"heartbeat_id": 0x30A}, "sma_si", "standby.heartbeat_id = 0x30A is used by inverter.profile = 'sma_si'"),
+    ({"heartbeat_id": 0x379}, "solark", "standby.heartbeat_id = 0x379 is used by inverter.profile = 'solark'"),
+    ({"takeover_s": 1.5}, "sma_si", "standby.takeover_s = 1.5 is below 1.8 for inverter.profile = 'sma_si'"),
+    ({"takeover_s": 1.0, "heartbeat_interval_s": 0.3}, "pylon",
+     "standby.heartbeat_interval_s = 0.3 is above standby.takeover_s / 4 = 0.25"),
+])
+def test_inconsistent_standby_settings_are_named(standby, profile, message):
+    with pytest.raises(config.ConfigError) as error:
+        config.load().replace(standby=dict(standby, enabled=True), inverter={"profile": profile})
+    assert any(problem.startswith(message) for problem in error.value.problems), error.value.problems
+
+
+def test_a_used_heartbeat_id_is_fine_with_the_heartbeat_off_or_standby_disabled():
+    cfg = config.load()
+    cfg.replace(standby={"enabled": True, "heartbeat": False, "heartbeat_id": 0x305})
+    cfg.replace(standby={"enabled": False, "heartbeat_id": 0x305})
+    with pytest.raises(config.ConfigError, match="standby.node_id = 0 is not allowed: expected an integer from 1 to 15"):
+        cfg.replace(standby={"node_id": 0})
