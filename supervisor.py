@@ -80,7 +80,7 @@ class Supervisor:
         if record_path:
             self.recorder = BusRecorder(cfg, record_path)
         if "simulator" in self.workers or cfg.battery.source == "simulated":
-            self.private_dbus = PrivateDbus()
+            self.private_dbus = PrivateDbus(segment_name(cfg))
             self.private_dbus.export()
             log.info("simulation: private D-Bus at %s", self.private_dbus.address)
         self.failsafe = FailsafeTransmitter(cfg, self.state, log)

@@ -36,7 +36,7 @@ RESULTS_DIR_ENV = "PYLON_VENUS_SYSTEM_RESULTS"
 VCAN_ENV = "PYLON_VENUS_SYSTEM_VCAN"
 
 VCAN_INTERFACES = ("vcan0", "vcan1")
-CAN_MODULES = ("can-raw", "can-bcm", "can-gw", "vcan", "vxcan")
+CAN_MODULES = ("can-nonexistent", "can-raw", "can-bcm", "can-gw", "vcan", "vxcan")
 
 # Modules that udev would load for qemu's emulated hardware (KVM, CD-ROM, AHCI, watchdogs,
 # accelerated crypto...). None is needed, and loading them under emulation costs ~15 s.
