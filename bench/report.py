@@ -19,7 +19,7 @@ def render(results: Dict, host: Dict, command: str, date: str) -> str:
         "# Benchmarks",
         "",
         "Each figure of pylon-venus beside a baseline measured in the same run on the same machine; "
-        "ratio = pylon-venus / baseline, so a slow or noisy machine shows in both. Written by "
+        "ratio = pylon-venus / baseline, so a slow or noisy machine shows in both. Measured with "
         "`%s` on %s." % (command, date),
         "",
         "Machine: %s, %s, %d CPUs. The figures come from a **VM without KVM** (qemu emulation, "
@@ -36,7 +36,7 @@ def render(results: Dict, host: Dict, command: str, date: str) -> str:
     sections = results["sections"]
     for name in SECTIONS:
         lines.extend(summary_rows(name, sections.get(name)))
-    if results.get("notes"):
+    if results["notes"]:
         lines.extend(["", "Notes:", ""] + ["- " + note for note in results["notes"]])
     for name in SECTIONS:
         for detail in (sections.get(name) or {}).get("tables", []):

@@ -19,11 +19,10 @@ from pathlib import Path
 
 from bench import proc, report
 from bench.baseline_imports import ROOT, TOP_LEVEL_MODULES, runtime_packages
-from bench.settings import SETTINGS, argument_type, option
+from bench.settings import RESULTS_FILE, SETTINGS, argument_type, option
 from tests.system import vm
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_FILE = "bench.json"
 # Time the VM may take beyond the measurements themselves: boot, daemon starts, log parsing.
 VM_OVERHEAD_S = 900.0
 START_UP_S = 90.0          # one timed daemon start-up and its baseline, under emulation
@@ -46,8 +45,9 @@ def main(argv=None) -> int:
         return exit_code or vm.VM_FAILED
     command = "sh bench/run.sh" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
                                           if a != "--render-only")
+    measured_at = datetime.datetime.fromtimestamp(measured.stat().st_mtime, datetime.timezone.utc)
     markdown = report.render(json.loads(measured.read_text()), host_machine(), command,
-                             datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+                             measured_at.strftime("%Y-%m-%d %H:%M UTC"))
     Path(args.output).write_text(markdown)
     print(markdown)
     print("bench: wrote %s%s" % (args.output, "" if exit_code == 0 else

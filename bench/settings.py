@@ -10,6 +10,9 @@ class Setting(NamedTuple):
     help: str
 
 
+# What bench/vm_bench.py writes in the results folder and bench/run.py reads back.
+RESULTS_FILE = "bench.json"
+
 SETTINGS = (
     Setting("idle_s", 180.0, float, "seconds of cadence recording on an idle machine"),
     Setting("loaded_s", 120.0, float, "seconds of cadence recording with a busy-loop process per core"),

@@ -159,6 +159,7 @@ def test_the_baseline_imports_the_daemons_modules_and_the_libraries():
 RESULTS = {
     "machine": {"kernel": "6.1.0-56-amd64", "cpus": 2, "cpu_model": "QEMU CPU", "memory_mib": 985, "python": "3.11.2"},
     "settings": {"idle_s": 180.0},
+    "notes": ["daemon shared: did not stop within 30 s"],
     "sections": {
         "cadence": {"rows": [{"figure": "Cadence (idle): median", "value": 1000.004, "baseline": 1000.2,
                               "unit": "ms", "baseline_is": "cangen"}],
@@ -181,6 +182,7 @@ def test_the_report_puts_each_figure_beside_its_baseline_and_ratio():
     assert "| Failover, two instances, kill -9 of the active one | not available yet: no [standby] | | | |" in lines
     assert "| CPU at full bus load | **failed**: AssertionError: daemon exited \\| badly | | | |" in lines
     assert "| Start-up | not run | | | |" in lines
+    assert "- daemon shared: did not stop within 30 s" in lines
     assert "VM without KVM" in text and "AMD EPYC" in text and "2025-01-01" in text
     assert lines[lines.index("### Cadence per ID") + 2:][:3] == ["| ID | median (ms) |", "|---|---|", "| 351 | 1000.004 |"]
 

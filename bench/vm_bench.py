@@ -21,7 +21,7 @@ import pytest
 
 import config
 from bench import proc, stats
-from bench.settings import SETTINGS, option
+from bench.settings import RESULTS_FILE, SETTINGS, option
 from protocol import DecodeError, profiles
 from tests.multiproc.daemon import Daemon, children_of
 from tests.system import can_utils
@@ -29,7 +29,6 @@ from tests.system import can_utils
 # Importing their conftest also stops the run when it is not inside the VM.
 from tests.system.conftest import artifacts_dir, candump, results_dir, vcan_channel, vcan_channels  # noqa: F401
 
-RESULTS_FILE = "bench.json"
 BASELINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baseline_imports.py")
 START_TIMEOUT_S = 180.0      # first frames after `run`; imports are slow under emulation
 RESTART_TIMEOUT_S = 60.0
@@ -287,17 +286,18 @@ def active_and_standby(instances: List[Daemon]):
     """Once one instance sends and the other stands by, ready, hearing it: (active, standby)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
-        statuses = [instance.status() for instance in instances]
-        roles = [status["role"] for status in statuses]
-        if sorted(roles) == ["active", "standby"]:
+        statuses = [instance.status() or {} for instance in instances]      # {}: no status file yet
+        roles = [status.get("role") for status in statuses]
+        if sorted(roles, key=str) == ["active", "standby"]:
             active, standby = (0, 1) if roles[0] == "active" else (1, 0)
             peer = statuses[standby]["standby"].get("peer") or {}
             if (statuses[active]["frames"] and statuses[standby]["workers"]["bms_tx"]["alive"]
                     and peer.get("role") == "active"):
                 return instances[active], instances[standby]
         time.sleep(0.2)
-    raise AssertionError("no active + standby pair within %g s: roles %s, standby peers %s" % (
-        START_TIMEOUT_S, [i.status()["role"] for i in instances], [i.status()["standby"].get("peer") for i in instances]))
+    last = [instance.status() or {} for instance in instances]
+    raise AssertionError("no active + standby pair within %g s: roles %s, standby states %s" % (
+        START_TIMEOUT_S, [status.get("role") for status in last], [status.get("standby") for status in last]))
 
 
 def test_cadence(results, settings, profile, shared_daemon, candump, vcan_channels):
@@ -430,11 +430,11 @@ def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_ch
 
 
 def flood(channel: str, rate: float) -> List[str]:
-    """cangen options for about ``rate`` frames/s: a burst every 10 ms, sized by two trials of how
+    """cangen options for about ``rate`` frames/s: a burst every 10 ms, sized by trials of how
     long one cangen cycle takes here (a 10 ms sleep lasts longer under emulation, and a burst
     of writes takes time of its own)."""
     burst = 1
-    for cycles in (100, 50):
+    for cycles in (100, 50, 50):
         started = time.monotonic()
         can_utils.cangen(channel, ["-g", "10", "-c", str(burst), "-I", FOREIGN_ID, "-L", "8",
                                    "-n", str(burst * cycles)]).wait(60)

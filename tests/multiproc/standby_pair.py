@@ -24,7 +24,7 @@ def name_of(node: int) -> str:
     return "PYLON" + "ABCDEFGHIJKLMNO"[node - 1]
 
 
-def standby_daemon(folder, node: int, can: dict, **overrides) -> Daemon:
+def standby_daemon(folder, node: int, can: dict, record: bool = True, **overrides) -> Daemon:
     """A device of a pair: its own folder, the shared bus ``can``, node id ``node``."""
     sections = {"can": dict(can), "standby": {"enabled": True, "node_id": node},
                 "inverter": {"manufacturer": name_of(node), "keepalive_timeout_s": 0.0},
@@ -33,7 +33,7 @@ def standby_daemon(folder, node: int, can: dict, **overrides) -> Daemon:
         sections.setdefault(section, {}).update(keys)
     path = os.path.join(str(folder), name_of(node))
     os.makedirs(path, exist_ok=True)
-    return Daemon(path, **sections)
+    return Daemon(path, record, **sections)
 
 
 def sender(record: Record) -> str:

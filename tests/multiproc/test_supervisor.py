@@ -48,7 +48,8 @@ def test_the_simulation_sends_the_profile_frame_set_at_its_cadence(daemon):
 
 @pytest.mark.parametrize("how", ["kill", "stop"])
 def test_bms_tx_killed_or_hung_leaves_no_gap_and_is_restarted(daemon, how):
-    d = daemon()
+    # A hung bms_tx stops sending on the virtual bus: it must be found within half a period.
+    d = daemon(watchdog={"heartbeat_interval_s": 0.1, "heartbeat_timeout_s": 0.4})
     d.wait_sending()
     time.sleep(3)
     pid = d.worker_pid("bms_tx")

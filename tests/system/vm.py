@@ -9,7 +9,7 @@ run fails and says why: system tests are never skipped silently.
 
 Host:  python tests/system/vm.py [--results DIR] [--timeout S] [-- PYTEST_ARGS...]
        (or tests/system/run_in_vm.sh, which picks the venv's python)
-Guest: python tests/system/vm.py --guest --results DIR [-- PYTEST_ARGS...] (run by the host)
+Guest: python -S tests/system/vm.py --guest --results DIR [-- PYTEST_ARGS...] (run by the host)
 """
 import argparse
 import os
@@ -36,7 +36,7 @@ RESULTS_DIR_ENV = "PYLON_VENUS_SYSTEM_RESULTS"
 VCAN_ENV = "PYLON_VENUS_SYSTEM_VCAN"
 
 VCAN_INTERFACES = ("vcan0", "vcan1")
-CAN_MODULES = ("can-nonexistent", "can-raw", "can-bcm", "can-gw", "vcan", "vxcan")
+CAN_MODULES = ("can-raw", "can-bcm", "can-gw", "vcan", "vxcan")
 
 # Modules that udev would load for qemu's emulated hardware (KVM, CD-ROM, AHCI, watchdogs,
 # accelerated crypto...). None is needed, and loading them under emulation costs ~15 s.
@@ -114,7 +114,8 @@ def host_main(args: argparse.Namespace) -> int:
         raise VmError("qemu-system-x86_64 is missing: run dev/install-vm-deps.sh as root")
     results = _fresh_results_dir(Path(args.results)) if args.results else _new_run_dir()
 
-    guest_command = [sys.executable, str(Path(__file__).resolve()), "--guest",
+    # -S: the guest side needs only the standard library; skipping site saves ~2 s in the VM.
+    guest_command = [sys.executable, "-S", str(Path(__file__).resolve()), "--guest",
                      "--results", str(results), "--"] + (args.pytest_args or DEFAULT_PYTEST_ARGS)
     command = [
         str(vng), "--run", str(kernel),
@@ -230,7 +231,7 @@ def _kill_group(process: subprocess.Popen) -> None:
 def _collect_result(results: Path, vng_exit: int, elapsed_s: float) -> int:
     setup_error = results / SETUP_ERROR_FILE
     if setup_error.exists():
-        raise VmError("the VM booted but its CAN setup failed: %s"
+        raise VmError("the VM booted but setting it up failed: %s"
                       % setup_error.read_text().strip())
     exit_file = results / EXIT_CODE_FILE
     if not exit_file.exists():
@@ -245,14 +246,14 @@ def _collect_result(results: Path, vng_exit: int, elapsed_s: float) -> int:
 # -------------------------------------------------------------------------- guest side
 
 def guest_main(results: Path, pytest_args: List[str]) -> int:
-    """Inside the VM: load the CAN modules, create the vcan interfaces, run pytest."""
+    """Inside the VM: cached code, multicast on lo, CAN modules and vcans, then pytest."""
     try:
         _use_cached_root()
         _set_up_loopback_multicast()
         _set_up_can()
     except VmError as error:
         (results / SETUP_ERROR_FILE).write_text("%s\n" % error)
-        print("system tests: CAN setup in the VM failed: %s" % error, flush=True)
+        print("system tests: setting up the VM failed: %s" % error, flush=True)
         return VM_FAILED
     print("system tests: kernel %s, booted in %.1f s, modules %s, interfaces %s"
           % (os.uname().release, _uptime_s(), " ".join(CAN_MODULES), " ".join(VCAN_INTERFACES)),
@@ -277,11 +278,13 @@ def guest_main(results: Path, pytest_args: List[str]) -> int:
 
 
 def _use_cached_root() -> None:
+    """Bind the cached share over /usr and the venv (see CACHED_ROOT_TAG)."""
     os.makedirs(CACHED_ROOT_MOUNT, exist_ok=True)
     _guest_run(["mount", "-t", "9p", "-o", "ro,trans=virtio,version=9p2000.L,access=any,"
                 "msize=524288,cache=loose", CACHED_ROOT_TAG, CACHED_ROOT_MOUNT],
                "mount the cached view of the host's root")
-    for path in ("/usr", sys.prefix):
+    venv = str(Path(sys.executable).parent.parent)  # sys.prefix is not the venv under -S
+    for path in ("/usr", venv):
         _guest_run(["mount", "--bind", CACHED_ROOT_MOUNT + path, path],
                    "use the cached view for %s" % path)
 

@@ -1,0 +1,172 @@
+"""Hot standby on real SocketCAN: two daemons on one vcan0, candump the judge.
+
+Both devices share the VM's kernel and its vcan0, as two Raspberry Pis share a CAN bus: each
+hears the other's frames (and, as SocketCAN delivers every frame to every local socket, its
+own). Each names itself in 0x35E (PYLONA, PYLONB), so candump's recording, with kernel
+timestamps, tells who sent what and when; the judge sees nothing else. One pair serves the
+whole module, so the VM boots the daemons as few times as possible.
+"""
+import os
+import random
+import shutil
+import signal
+import time
+
+import pytest
+
+from tests.multiproc.daemon import children_of
+from tests.multiproc.standby_pair import (PYLON_IDS, Record, double_windows, longest_silences, name_of,
+                                          standby_daemon, who_sends)
+
+PERIOD = 1.0
+TAKEOVER = 2.0
+SLACK = 0.35            # the takeover itself runs in Python on an emulated CPU
+SOAK_CYCLES = 8
+START_TIMEOUT = 120.0   # a daemon starting in the VM imports everything over 9p
+
+
+class Pair:
+    """Devices 1 and 2 on one vcan0; each restart gets the same configuration and folder."""
+
+    def __init__(self, folder, channel):
+        self.folder, self.channel = folder, channel
+        self.devices = {}
+
+    def start(self, node):
+        self.devices[node] = standby_daemon(self.folder, node, {"interface": "socketcan", "channel": self.channel},
+                                            record=False).start()
+
+    def stop(self, node, sig=signal.SIGKILL):
+        return self.devices[node].stop(sig)
+
+    def statuses(self):
+        current = {}
+        for node, device in self.devices.items():
+            status = device.status()
+            alive = device.process.poll() is None
+            current[node] = status if alive and status and status["pid"] == device.process.pid else None
+        return current
+
+    def settle(self, timeout=START_TIMEOUT):
+        """Wait until one device sends and the other stands by, hearing it, with its own decision ready.
+        Returns (active node, standby node)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.statuses()
+            active = [n for n, s in current.items() if s and s["role"] == "active" and s["frames"]]
+            standby = [n for n, s in current.items() if s and s["role"] == "standby" and s["decision"]["age_s"]
+                       is not None and (s["standby"]["peer"] or {}).get("role") == "active"
+                       and (s["standby"]["peer"].get("frames_age_s") or 99) <= TAKEOVER]
+            if len(active) == 1 and len(standby) == 1:
+                return active[0], standby[0]
+            time.sleep(0.2)
+        raise AssertionError("the pair did not settle within %g s: %s" % (timeout, self.statuses()))
+
+    def wait_sending(self, node, timeout):
+        return self.devices[node].wait_for(lambda s: s["pid"] == self.devices[node].process.pid and
+                                           s["role"] == "active" and s["frames"], timeout, "node %d sending" % node)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, vcan_channel, results_dir):
+    devices = Pair(tmp_path_factory.mktemp("standby"), vcan_channel)
+    devices.start(1)
+    devices.start(2)       # at the same moment: the cold start must not end in two senders
+    yield devices
+    for node in devices.devices:
+        devices.stop(node)
+    logs = results_dir / "artifacts" / "standby"
+    logs.mkdir(parents=True, exist_ok=True)
+    for node, device in devices.devices.items():
+        shutil.copy(device.log_path, str(logs / ("%s.log" % name_of(node))))
+
+
+def records_of(captured):
+    return [Record(c.timestamp, c.frame.arbitration_id, c.frame.data) for c in captured]
+
+
+def judge(records, budget=TAKEOVER + PERIOD + SLACK):
+    """Never two senders for longer than a period; no id silent for longer than ``budget``."""
+    windows = double_windows(records, PERIOD)
+    assert all(window <= PERIOD for window, _, _ in windows), "two senders: %s" % windows
+    silences = longest_silences(records)
+    assert all(silence <= budget for silence in silences.values()), \
+        "silences (s) by id: %s" % {hex(k): round(v, 3) for k, v in silences.items()}
+    return windows, silences
+
+
+def test_a_cold_start_of_both_and_kill_9_of_the_active_then_its_restart_as_standby(pair, candump):
+    active, standby = pair.settle()
+    check = pair.devices[standby].command("check")
+    assert check.returncode == 0, "a standby hearing an active device is healthy: %s" % check.stdout
+    recorder = candump()
+    time.sleep(2.5)
+    pair.stop(active, signal.SIGKILL)
+    killed_at = time.time()
+    status = pair.wait_sending(standby, 30)
+    assert status["standby"]["last_takeover_reason"].startswith("no BMS frames for 2.0 s"), status["standby"]
+    pair.start(active)
+    assert pair.settle() == (standby, active), "the restarted device stays standby"
+    time.sleep(3)
+    records = records_of(recorder.stop())
+    old = [r.t for r in records if r.arbitration_id == 0x35E and r.data.strip() == name_of(active).encode()]
+    new = [r.t for r in records if r.data.strip() == name_of(standby).encode()]
+    last_before = max(r.t for r in records if r.t < killed_at and r.arbitration_id in PYLON_IDS)
+    first_after = min(r.t for r in records if r.t > last_before and r.arbitration_id in PYLON_IDS)
+    print("kill -9: the last frame of %s, then %.3f s to the first frame of %s"
+          % (name_of(active), first_after - last_before, name_of(standby)))
+    assert first_after - last_before <= TAKEOVER + PERIOD
+    assert old and new and max(old) < min(new), "one hand-over from %s to %s" % (name_of(active), name_of(standby))
+    windows, silences = judge(records)
+    assert not windows
+    print("longest silence per id: %s" % {hex(k): round(v, 3) for k, v in silences.items()})
+    assert who_sends(records, records[-1].t - 2.5) == {name_of(standby)}
+
+
+def test_a_hung_active_keeps_its_kernel_frames_so_the_standby_waits_and_after_resume_nobody_doubles(pair, candump):
+    active, standby = pair.settle()
+    takeovers = pair.statuses()[standby]["standby"]["takeovers"]
+    recorder = candump()
+    time.sleep(1.5)
+    device = pair.devices[active]
+    tree = [device.process.pid] + sorted(children_of(device.process.pid))
+    for pid in tree:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(3 * TAKEOVER)     # its broadcast manager keeps sending: the bus never goes quiet
+    for pid in tree:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(4)
+    records = records_of(recorder.stop())
+    windows, silences = judge(records, budget=PERIOD + SLACK)
+    assert not windows
+    assert who_sends(records, records[0].t) == {name_of(active)}
+    assert pair.statuses()[standby]["standby"]["takeovers"] == takeovers
+    assert pair.settle(30) == (active, standby)
+
+
+def test_a_soak_of_random_kills_and_restarts_never_doubles_nor_leaves_a_gap(pair, candump):
+    seed = int(os.environ.get("STANDBY_SOAK_SEED", time.time()))
+    rng = random.Random(seed)
+    print("soak seed %d (STANDBY_SOAK_SEED repeats it)" % seed)
+    pair.settle()
+    recorder = candump()
+    started = time.monotonic()
+    for cycle in range(SOAK_CYCLES):
+        active, standby = pair.settle()
+        victim = active if rng.random() < 0.75 else standby
+        how = rng.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGTERM])
+        pair.stop(victim, how)
+        print("cycle %d: %s the %s %s" % (cycle, how.name, "active" if victim == active else "standby",
+                                           name_of(victim)))
+        if victim == active:
+            pair.wait_sending(standby, 30)
+        time.sleep(rng.uniform(0.0, 1.5))
+        pair.start(victim)
+        time.sleep(rng.uniform(0.5, 2.0))
+    pair.settle()
+    time.sleep(2)
+    records = records_of(recorder.stop())
+    windows, silences = judge(records)
+    print("soak of %d cycles in %.0f s: double windows %s, longest silence per id %s" % (
+        SOAK_CYCLES, time.monotonic() - started, [round(w, 3) for w, _, _ in windows],
+        {hex(k): round(v, 3) for k, v in silences.items()}))
