@@ -1,4 +1,6 @@
 """Open a python-can bus from ``[can]``; the only place that knows interface quirks."""
+import socket
+import struct
 from typing import List, Optional
 
 import can
@@ -6,9 +8,11 @@ import can
 from protocol.frame import Frame
 
 
-def open_bus(cfg, can_filters: Optional[List[dict]] = None) -> can.BusABC:
+def open_bus(cfg, can_filters: Optional[List[dict]] = None, receive: bool = True) -> can.BusABC:
     """A bus on ``cfg.can``. On SocketCAN the filters are installed in the kernel.
 
+    ``receive=False`` is for a socket that only sends: on SocketCAN it then takes no frames at
+    all, so a busy bus does not fill a queue nobody reads.
     The bit rate of a SocketCAN interface belongs to the interface (``ip link set can0 type
     can bitrate 500000``, done by the installer); python-can cannot set it there.
     """
@@ -17,7 +21,11 @@ def open_bus(cfg, can_filters: Optional[List[dict]] = None) -> can.BusABC:
         kwargs["port"] = cfg.can.udp_port
     elif cfg.can.interface != "socketcan":
         kwargs["bitrate"] = cfg.can.bitrate
-    return can.Bus(**kwargs)
+    bus = can.Bus(**kwargs)
+    if not receive and cfg.can.interface == "socketcan":
+        bus.socket.setsockopt(socket.SOL_CAN_RAW, socket.CAN_RAW_FILTER, b"")        # no filter: nothing
+        bus.socket.setsockopt(socket.SOL_CAN_RAW, socket.CAN_RAW_ERR_FILTER, struct.pack("=I", 0))
+    return bus
 
 
 def kernel_cyclic(cfg) -> bool:

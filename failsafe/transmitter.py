@@ -126,7 +126,7 @@ class FailsafeTransmitter:
         self._frames_json = [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames]
         self._report_json = dict(report._asdict(), protection=sorted(report.protection), alarm=sorted(report.alarm))
         if self._bus is None:
-            self._bus = open_bus(self.cfg)
+            self._bus = open_bus(self.cfg, receive=False)
         with self._lock:
             if not self.engaged:
                 return
@@ -145,7 +145,7 @@ class FailsafeTransmitter:
 
     def _open_bus(self):
         try:
-            return open_bus(self.cfg)
+            return open_bus(self.cfg, receive=False)
         except (can.CanError, OSError) as error:
             self.log.warning("failsafe cannot open %s yet (%s); it retries when needed", self.cfg.can.channel, error)
             return None

@@ -183,7 +183,7 @@ class BmsTransmitter:
         else:
             after = (self.worker.state.read("failsafe") or {}).get("released_at") or time.monotonic()
         if self.bus is None:
-            self.bus = open_bus(self.cfg)
+            self.bus = open_bus(self.cfg, receive=False)
         sender = CyclicFrameSet(self.bus, schedule)
         if sender.start(frames, after, lambda s: self._sleep(s, ready=True)):
             self.sender = sender
