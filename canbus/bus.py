@@ -1,9 +1,9 @@
 """Open a python-can bus from ``[can]``; the only place that knows interface quirks."""
-import socket
 import struct
 from typing import List, Optional
 
 import can
+from can.interfaces.socketcan import constants
 
 from protocol.frame import Frame
 
@@ -23,8 +23,8 @@ def open_bus(cfg, can_filters: Optional[List[dict]] = None, receive: bool = True
         kwargs["bitrate"] = cfg.can.bitrate
     bus = can.Bus(**kwargs)
     if not receive and cfg.can.interface == "socketcan":
-        bus.socket.setsockopt(socket.SOL_CAN_RAW, socket.CAN_RAW_FILTER, b"")        # no filter: nothing
-        bus.socket.setsockopt(socket.SOL_CAN_RAW, socket.CAN_RAW_ERR_FILTER, struct.pack("=I", 0))
+        bus.socket.setsockopt(constants.SOL_CAN_RAW, constants.CAN_RAW_FILTER, b"")    # no filter: nothing
+        bus.socket.setsockopt(constants.SOL_CAN_RAW, constants.CAN_RAW_ERR_FILTER, struct.pack("=I", 0))
     return bus
 
 
