@@ -16,7 +16,7 @@ RESULTS_FILE = "bench.json"
 SETTINGS = (
     Setting("idle_s", 180.0, float, "seconds of cadence recording on an idle machine"),
     Setting("loaded_s", 120.0, float, "seconds of cadence recording with a busy-loop process per core"),
-    Setting("cpu_s", 30.0, float, "seconds of each CPU measurement (idle bus, then flooded bus)"),
+    Setting("cpu_s", 20.0, float, "seconds of each CPU measurement (idle bus, then flooded bus)"),
     Setting("flood_rate", 4000, int, "frames per second of foreign IDs in the flood; 4000 is what a "
                                      "500 kbit/s bus carries at full load"),
     Setting("startup_runs", 3, int, "daemon start-ups (and baseline imports) timed; the median is reported"),

@@ -305,12 +305,24 @@ def report_from_frames(profile, frames: List[Frame]) -> BatteryReport:
 
 
 # -- on the bus ------------------------------------------------------------------------
+MAX_RECEIVE_DELAY_S = 1.0
+
+
+def heard_at(timestamp: float, monotonic_now: float, wall_now: float) -> float:
+    """When a frame reached our socket, on the monotonic clock, from its receive ``timestamp``
+    (wall clock; on SocketCAN the kernel's): a notifier thread that runs late must not make the
+    bus look quiet for longer than it was. A clock step counts as no delay, and at most
+    MAX_RECEIVE_DELAY_S is believed."""
+    delay = wall_now - timestamp
+    return monotonic_now - (delay if 0.0 <= delay <= MAX_RECEIVE_DELAY_S else 0.0)
+
+
 class _Receiver(can.Listener):
     def __init__(self, standby: "HotStandby"):
         self.standby = standby
 
     def on_message_received(self, msg: can.Message) -> None:
-        self.standby.receive(msg, time.monotonic())
+        self.standby.receive(msg, heard_at(msg.timestamp, time.monotonic(), time.time()))
 
     def on_error(self, exc: Exception) -> None:
         """A socket whose link went down must not spin the Notifier."""

