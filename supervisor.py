@@ -225,7 +225,7 @@ class Supervisor:
         try:
             while not self.stopping:
                 sentinels = [h.process.sentinel for h in self.workers.values() if h.alive]
-                multiprocessing.connection.wait(sentinels, timeout=tick)
+                multiprocessing.connection.wait(sentinels, timeout=self._sleep_time(tick))
                 self.watch()
                 now = time.monotonic()
                 if now >= next_status:
@@ -234,6 +234,11 @@ class Supervisor:
         finally:
             self.shutdown()
         return 0
+
+    def _sleep_time(self, tick: float) -> float:
+        """At most ``tick``, and not past the moment a standby's takeover falls due."""
+        due = self.standby.arbiter.next_takeover_at if self.standby is not None else None
+        return tick if due is None else max(0.0, min(tick, due - time.monotonic()))
 
     def _on_signal(self, signum, _frame) -> None:
         log.info("%s received: stopping", signal.Signals(signum).name)

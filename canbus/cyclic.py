@@ -48,15 +48,21 @@ class CyclicFrameSet:
         self._data: Dict[int, bytes] = {}
 
     def start(self, frames: List[Frame], after: float, wait: Callable[[float], bool]) -> bool:
-        """Start each ID at its first due time after ``after`` (at once where that has passed).
+        """Take over the cadence as of ``after``: an ID whose due time has passed since then is
+        sent once at once, and every ID's periodic task starts at its next due time, so the
+        schedule's phase is kept for whoever takes over next.
 
         ``wait(seconds)`` sleeps between starts and returns True to abort; the caller uses it
         to keep beating. Returns False when aborted (nothing is left running then).
         """
         self._check(frames)
-        order = sorted(range(len(frames)), key=lambda i: self.schedule.next_due(i, after))
+        overdue = [i for i in range(len(frames)) if self.schedule.next_due(i, after) <= time.monotonic()]
+        for index in overdue:
+            self.bus.send(to_message(frames[index]))
+        start_at = time.monotonic()
+        order = sorted(range(len(frames)), key=lambda i: self.schedule.next_due(i, start_at))
         for index in order:
-            delay = self.schedule.next_due(index, after) - time.monotonic()
+            delay = self.schedule.next_due(index, start_at) - time.monotonic()
             if delay > 0 and wait(delay):
                 self.stop()
                 return False

@@ -128,6 +128,7 @@ class Arbiter:
         self._ready_since: Optional[float] = None
         self._peer_activated_at: Optional[float] = None
         self._ready = self._fresh = self._sending = False
+        self.next_takeover_at: Optional[float] = None     # when a takeover falls due unless a frame is heard
 
     # -- what is heard -------------------------------------------------------------
     @property
@@ -164,6 +165,7 @@ class Arbiter:
         if ready and not self._ready:
             self._ready_since = now
         self._ready = ready
+        self.next_takeover_at = None
         live = self._live_peers(now)
         if self.role == ACTIVE:
             self._handover = None
@@ -184,6 +186,7 @@ class Arbiter:
         better = self._better_standby(live)
         if better is not None:
             wait += self.takeover_s             # it goes first; we follow if it does not
+        self.next_takeover_at = quiet_since + wait
         if now - quiet_since >= wait:
             what = "no BMS frames for %.1f s" % (now - quiet_since) if self.peer_frames_at is not None \
                 else "no active device heard for %.1f s" % (now - quiet_since)

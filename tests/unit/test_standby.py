@@ -89,8 +89,10 @@ def test_frames_of_an_active_device_keep_it_standby_and_their_end_starts_the_clo
     for second in range(30):
         arb.frame(float(second))
         assert arb.update(second + 0.5, True, True, False) is None
+    assert arb.next_takeover_at == 29.0 + TAKEOVER
     change, at = run(arb, 29.5, 40.0)
     assert change.role == ACTIVE and at == pytest.approx(29.0 + TAKEOVER, abs=0.011)
+    assert arb.update(at + 0.01, True, True, True) is None and arb.next_takeover_at is None
     assert change.due == pytest.approx(29.0 + TAKEOVER), "the new cadence starts when the takeover was due"
     assert "no BMS frames for 2.0 s" in change.reason
 
