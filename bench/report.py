@@ -12,15 +12,15 @@ TITLES = {
 DECIMALS = {"ms": 2, "s": 2, "MiB": 1, "ms/s": 2}
 
 
-def render(results: Dict, host: Dict, command: str, date: str) -> str:
-    """The whole RESULTS.md."""
+def render(results: Dict, host: Dict, command: str, date: str, revision: str) -> str:
+    """The whole RESULTS.md; ``revision`` names the code measured (git)."""
     guest = results["machine"]
     lines = [
         "# Benchmarks",
         "",
         "Each figure of pylon-venus beside a baseline measured in the same run on the same machine; "
         "ratio = pylon-venus / baseline, so a slow or noisy machine shows in both. Measured with "
-        "`%s` on %s." % (command, date),
+        "`%s` on %s, code at %s." % (command, date, revision),
         "",
         "Machine: %s, %s, %d CPUs. The figures come from a **VM without KVM** (qemu emulation, "
         "%d vCPUs of %s, %d MiB, Debian kernel %s with vcan, Python %s), many times slower than "

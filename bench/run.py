@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +34,7 @@ def main(argv=None) -> int:
     results = Path(args.results).resolve()
     measured = results / RESULTS_FILE
     exit_code = 0
+    revision = git_revision()
     if not args.render_only:
         measured.unlink(missing_ok=True)      # never report an earlier run's figures as this one's
         compile_bytecode()
@@ -47,7 +49,7 @@ def main(argv=None) -> int:
                                           if a != "--render-only")
     measured_at = datetime.datetime.fromtimestamp(measured.stat().st_mtime, datetime.timezone.utc)
     markdown = report.render(json.loads(measured.read_text()), host_machine(), command,
-                             measured_at.strftime("%Y-%m-%d %H:%M UTC"))
+                             measured_at.strftime("%Y-%m-%d %H:%M UTC"), revision)
     Path(args.output).write_text(markdown)
     print(markdown)
     print("bench: wrote %s%s" % (args.output, "" if exit_code == 0 else
@@ -82,6 +84,16 @@ def compile_bytecode() -> None:
         compileall.compile_file(os.path.join(ROOT, name + ".py"), quiet=1)
     for folder in runtime_packages() + ["bench", "tests"]:
         compileall.compile_dir(os.path.join(ROOT, folder), quiet=1)
+
+
+def git_revision() -> str:
+    """The commit measured, and whether the work tree differed from it."""
+    def git(*args) -> str:
+        return subprocess.run(["git", "-C", ROOT] + list(args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              universal_newlines=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "an unknown commit (no git)"
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/RESULTS.md")
+    return commit + (" with uncommitted changes" if changed else "")
 
 
 def host_machine() -> dict:

@@ -175,7 +175,7 @@ RESULTS = {
 
 def test_the_report_puts_each_figure_beside_its_baseline_and_ratio():
     text = report.render(RESULTS, {"uname": "Linux 6.12 x86_64", "cpu_model": "AMD EPYC", "cpus": 2},
-                         "sh bench/run.sh", "2025-01-01 00:00 UTC")
+                         "sh bench/run.sh", "2025-01-01 00:00 UTC", "abc1234")
     lines = text.splitlines()
     assert "| Cadence (idle): median | 1000.00 ms | 1000.20 ms | 1.00 | cangen |" in lines
     assert "| PSS | 80.0 MiB | 20.0 MiB | 4.00 | bare python |" in lines
@@ -183,7 +183,7 @@ def test_the_report_puts_each_figure_beside_its_baseline_and_ratio():
     assert "| CPU at full bus load | **failed**: AssertionError: daemon exited \\| badly | | | |" in lines
     assert "| Start-up | not run | | | |" in lines
     assert "- daemon shared: did not stop within 30 s" in lines
-    assert "VM without KVM" in text and "AMD EPYC" in text and "2025-01-01" in text
+    assert "code at abc1234" in text and "VM without KVM" in text and "AMD EPYC" in text and "2025-01-01" in text
     assert lines[lines.index("### Cadence per ID") + 2:][:3] == ["| ID | median (ms) |", "|---|---|", "| 351 | 1000.004 |"]
 
 

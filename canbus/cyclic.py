@@ -56,10 +56,10 @@ class CyclicFrameSet:
         to keep beating. Returns False when aborted (nothing is left running then).
         """
         self._check(frames)
-        overdue = [i for i in range(len(frames)) if self.schedule.next_due(i, after) <= time.monotonic()]
-        for index in overdue:
-            self.bus.send(to_message(frames[index]))
-        start_at = time.monotonic()
+        start_at = time.monotonic()     # due times up to here are sent once, later ones by the tasks
+        for index in range(len(frames)):
+            if self.schedule.next_due(index, after) <= start_at:
+                self.bus.send(to_message(frames[index]))
         order = sorted(range(len(frames)), key=lambda i: self.schedule.next_due(i, start_at))
         for index in order:
             delay = self.schedule.next_due(index, start_at) - time.monotonic()
