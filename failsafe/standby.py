@@ -178,10 +178,11 @@ class Arbiter:
                 self._handover = None
             elif not any(p.beat.role == ACTIVE for p in live) and self._better_standby(live) is None:
                 return self._take_over(now, "node %d handed over" % node, now, handover=True)
-        quiet_since = max(self.since, self.peer_frames_at or self.since, self._peer_activated_at or self.since,
-                          self._ready_since)
+        quiet_since = max(self.since, self.peer_frames_at or self.since, self._peer_activated_at or self.since)
         wait = self.takeover_s
         if self.peer_frames_at is None:
+            # A cold start: devices that become ready together must not take over together.
+            quiet_since = max(quiet_since, self._ready_since)
             wait += (self.node_id - 1) * STARTUP_STAGGER_S
         better = self._better_standby(live)
         if better is not None:

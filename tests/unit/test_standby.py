@@ -84,6 +84,14 @@ def test_without_anything_to_send_it_waits_and_the_clock_starts_when_ready():
     assert change.role == ACTIVE and at == pytest.approx(10.0 + TAKEOVER, abs=0.011)
 
 
+def test_a_standby_that_becomes_ready_late_takes_over_when_the_frames_stopped_plus_the_takeover_time():
+    arb = arbiter()
+    arb.frame(0.0)
+    assert run(arb, 0.0, 1.5, ready=False) == (None, None)
+    change, at = run(arb, 1.5, 5.0)
+    assert at == pytest.approx(TAKEOVER, abs=0.011), "not 2 s after it became ready"
+
+
 def test_frames_of_an_active_device_keep_it_standby_and_their_end_starts_the_clock():
     arb = arbiter()
     for second in range(30):
