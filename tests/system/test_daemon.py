@@ -16,11 +16,12 @@ from protocol import profiles
 from protocol.decode import decode_line
 from protocol.frame import Frame
 from tests.multiproc.daemon import Daemon, children_of, tree_cpu_seconds
+from tests.reference import DBC_DIR
 from tests.system import can_utils
 
 PERIOD = 1.0
 PYLON_IDS = (0x351, 0x355, 0x356, 0x359, 0x35C, 0x35E)
-DBC = "/work/shared/reference/dbc/plewka_PylontechUSX00C_CAN2MQTT__pylontech.dbc"
+DBC = os.path.join(DBC_DIR, "plewka_PylontechUSX00C_CAN2MQTT__pylontech.dbc")
 KEEPALIVE = Frame(0x305, bytes(8))
 
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from protocol import profiles
 from protocol.frame import Frame
 from protocol.report import ALARMS, PROTECTIONS, BatteryReport
+from tests.reference import DBC_DIR
 
-DBC_DIR = "/work/shared/reference/dbc"
 
 
 def load(file_name, **options):
