@@ -26,6 +26,7 @@ from tests.system import vm
 BENCH_DIR = Path(__file__).resolve().parent
 # Time the VM may take beyond the measurements themselves: boot, daemon starts, log parsing.
 VM_OVERHEAD_S = 900.0
+REVISION_FILE = "revision"  # the code measured, written before the VM starts
 START_UP_S = 90.0          # one timed daemon start-up and its baseline, under emulation
 
 
@@ -33,10 +34,12 @@ def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     results = Path(args.results).resolve()
     measured = results / RESULTS_FILE
+    revision_file = results / REVISION_FILE
     exit_code = 0
-    revision = git_revision()
     if not args.render_only:
         measured.unlink(missing_ok=True)      # never report an earlier run's figures as this one's
+        results.mkdir(parents=True, exist_ok=True)
+        revision_file.write_text(git_revision())
         compile_bytecode()
         exit_code = vm.main(["--results", str(results), "--timeout", "%.0f" % vm_timeout_s(args),
                              "--", str(BENCH_DIR / "vm_bench.py"), "-v"]
@@ -49,7 +52,8 @@ def main(argv=None) -> int:
                                           if a != "--render-only")
     measured_at = datetime.datetime.fromtimestamp(measured.stat().st_mtime, datetime.timezone.utc)
     markdown = report.render(json.loads(measured.read_text()), host_machine(), command,
-                             measured_at.strftime("%Y-%m-%d %H:%M UTC"), revision)
+                             measured_at.strftime("%Y-%m-%d %H:%M UTC"),
+                             revision_file.read_text() if revision_file.exists() else "an unrecorded commit")
     Path(args.output).write_text(markdown)
     print(markdown)
     print("bench: wrote %s%s" % (args.output, "" if exit_code == 0 else
