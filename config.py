@@ -6,6 +6,7 @@ defaults cannot say: the type, the allowed range or choices, and the cross-key r
 Every problem is collected so that one run names all of them, and nothing here touches a
 bus: ``load`` either returns a valid ``Config`` or raises ``ConfigError``.
 """
+import argparse
 import math
 import os
 import sys
@@ -429,3 +430,18 @@ def load_or_exit(path: Optional[str] = None) -> Config:
         for problem in error.problems:
             print("config: %s" % problem, file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def command_parser(prog: str, description: str):
+    """An argparse parser with subcommands that each take ``--config FILE``: returns the parser
+    and ``add(name, help)`` that adds one subcommand."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    def add(name: str, help_text: str):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", metavar="FILE", help="settings laid over the shipped config.toml")
+        return sub
+
+    return parser, add

@@ -7,7 +7,6 @@ backoff when they die or hang, keeps the frames flowing with the failsafe while 
 down, decides the hot-standby role (only the active device transmits), and writes the
 status file. The other commands are tools around it.
 """
-import argparse
 import collections
 import hashlib
 import json
@@ -358,15 +357,8 @@ def cmd_replay(args, cfg) -> int:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="supervisor.py", description=__doc__.split("\n")[0])
+    parser, command = config_module.command_parser("supervisor.py", __doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=VERSION)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-
-    def command(name, help_text):
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--config", metavar="FILE", help="settings laid over the shipped config.toml")
-        return sub
 
     run = command("run", "run the daemon in the foreground")
     run.add_argument("--record", metavar="FILE", help="record every frame on the bus (candump -l format)")

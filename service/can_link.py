@@ -167,14 +167,7 @@ def profile_choice(text: str) -> str:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="can_link.py", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-
-    def command(name, help_text):
-        sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--config", metavar="FILE", help="settings laid over the shipped config.toml")
-        return sub
+    parser, command = config_module.command_parser("can_link.py", __doc__.split("\n")[0])
 
     command("show", "print the configured interface, channel and bit rate")
     command("up", "bring the SocketCAN link up at the configured bit rate")
