@@ -263,8 +263,12 @@ class Arbiter:
             "takeovers": self.takeovers,
             "last_takeover_age_s": None if self.last_takeover is None else round(now - self.last_takeover[0], 3),
             "last_takeover_reason": None if self.last_takeover is None else self.last_takeover[1],
-            "duplicate_node_id": self.duplicate_at is not None and now - self.duplicate_at <= self.takeover_s,
+            "duplicate_node_id": self.duplicate_heard(now),
         }
+
+    def duplicate_heard(self, now: float) -> bool:
+        """Another device with our node id was heard lately: a configuration mistake."""
+        return self.duplicate_at is not None and now - self.duplicate_at <= self.takeover_s
 
 
 # -- the peer's last frames, as a frame set the failsafe can send ------------------------------
@@ -358,10 +362,6 @@ class HotStandby:
         self.notifier = can.Notifier(self.bus, [_Receiver(self)], timeout=0.5)
         self._send_beat()
 
-    @property
-    def role(self) -> str:
-        return self.arbiter.role
-
     def receive(self, msg: can.Message, now: float) -> None:
         if msg.is_error_frame or msg.is_remote_frame or msg.is_extended_id:
             return
@@ -380,7 +380,7 @@ class HotStandby:
         make us ready) and keep the heartbeat current."""
         with self._lock:
             change = self.arbiter.update(now, ready or self._observed_complete(), fresh, sending)
-            duplicate = self.arbiter.duplicate_at is not None and now - self.arbiter.duplicate_at <= 1.0
+            duplicate = self.arbiter.duplicate_heard(now)
         if duplicate and not self._duplicate_logged:
             self.log.error("hot standby: another device uses node id %d: give each device its own "
                            "[standby] node_id", self.arbiter.node_id)

@@ -47,12 +47,13 @@ def _standby_problems(standby: dict) -> List[str]:
     peer = standby.get("peer")
     if peer is None:
         return ["standby, and no active device is heard on the bus"]
+    name = "the device heard last" if peer["node_id"] is None else "node %d" % peer["node_id"]
     if peer["role"] != "active":
-        return ["standby, and no device is active (node %s is %s)" % (peer["node_id"], peer["role"])]
+        return ["standby, and no device is active (%s is %s)" % (name, peer["role"])]
     frames_age = peer.get("frames_age_s")
     if frames_age is None or frames_age > standby["takeover_s"]:
-        return ["standby, and the active device (node %s) sends no BMS frames (none for %s s)"
-                % (peer["node_id"], _seconds(frames_age))]
+        return ["standby, and the active device (%s) sends no BMS frames (%s)" % (
+            name, "none heard yet" if frames_age is None else "none for %.0f s" % frames_age)]
     return []
 
 

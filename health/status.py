@@ -2,7 +2,7 @@
 import os
 import time
 
-from protocol import DecodeError, profiles
+from protocol import DecodeError
 from protocol.frame import Frame
 
 BATTERY_VALUES = ("voltage_v", "current_a", "soc_pct", "temperature_c", "cell_min_v", "cell_max_v", "service")

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import config
 from failsafe.standby import (ACTIVE, STANDBY, STARTUP_STAGGER_S, Arbiter, Beat, decode_beat, encode_beat,
                               heard_at, report_from_frames)
+from health.check import problems
 from protocol import profiles
 from protocol.report import ALARMS, PROTECTIONS, BatteryReport
 
@@ -440,3 +441,44 @@ def test_a_used_heartbeat_id_is_fine_with_the_heartbeat_off_or_standby_disabled(
     cfg.replace(standby={"enabled": False, "heartbeat_id": 0x305})
     with pytest.raises(config.ConfigError, match="standby.node_id = 0 is not allowed: expected an integer from 1 to 15"):
         cfg.replace(standby={"node_id": 0})
+
+
+# -- health ------------------------------------------------------------------------------------
+def status_of(role, peer, frames=(), failsafe=False, duplicate=False):
+    """A status file of a device that is healthy in every other way."""
+    return {
+        "written_at": 1000.0, "pid": 42, "role": role,
+        "workers": {"bms_tx": {"state": "running", "alive": True, "restarts": 0}},
+        "battery": {"age_s": 1.0}, "failsafe": {"engaged": failsafe}, "inverter": {"link": "up"},
+        "can": {"state": "up", "channel": "can0"}, "frames": list(frames),
+        "standby": {"enabled": True, "node_id": 2, "takeover_s": TAKEOVER, "peer": peer,
+                    "duplicate_node_id": duplicate},
+    }
+
+
+ACTIVE_PEER = {"node_id": 1, "priority": 100, "role": ACTIVE, "epoch": 3, "last_seen_age_s": 0.1,
+               "frames_age_s": 0.4}
+
+
+def test_a_standby_hearing_an_active_device_send_is_healthy():
+    assert problems(status_of(STANDBY, ACTIVE_PEER), config.load(), now=1000.5) == []
+
+
+@pytest.mark.parametrize("peer, reason", [
+    (None, "standby, and no active device is heard on the bus"),
+    (dict(ACTIVE_PEER, role=STANDBY), "standby, and no device is active (node 1 is standby)"),
+    (dict(ACTIVE_PEER, frames_age_s=5.0), "standby, and the active device (node 1) sends no BMS frames (none for 5 s)"),
+    (dict(ACTIVE_PEER, frames_age_s=None), "standby, and the active device (node 1) sends no BMS frames (none heard yet)"),
+    ({"node_id": None, "priority": None, "role": "silent", "epoch": None, "last_seen_age_s": 9.0, "frames_age_s": 9.0},
+     "standby, and no device is active (the device heard last is silent)"),
+])
+def test_a_standby_with_no_sending_active_device_is_a_problem(peer, reason):
+    assert problems(status_of(STANDBY, peer), config.load(), now=1000.5) == [reason]
+
+
+def test_an_active_device_must_send_and_a_duplicate_node_id_is_reported():
+    cfg = config.load()
+    assert problems(status_of(ACTIVE, None), cfg, now=1000.5) == ["no BMS frames are being sent"]
+    assert problems(status_of(ACTIVE, None, frames=[{"id": "0x351"}]), cfg, now=1000.5) == []
+    assert problems(status_of(ACTIVE, None, frames=[{"id": "0x351"}], duplicate=True), cfg, now=1000.5) == [
+        "another device on the bus uses node id 2: give each its own [standby] node_id"]
