@@ -34,8 +34,7 @@ from canbus.cyclic import Schedule
 from protocol import DecodeError, profiles, sma
 from protocol.frame import Frame
 from protocol.inverter import standard_filter
-from protocol.report import BatteryReport
-from workers.bms_tx import report_to_dict
+from protocol.report import BatteryReport, to_json
 
 STANDBY = "standby"
 ACTIVE = "active"
@@ -415,7 +414,7 @@ class HotStandby:
         except (DecodeError, ValueError) as error:
             self.log.error("hot standby: the peer's last frames cannot be sent again: %s", error)
             return None
-        return {"source": "peer", "written": oldest, "data_age_s": 0.0, "report": report_to_dict(report),
+        return {"source": "peer", "written": oldest, "data_age_s": 0.0, "report": to_json(report),
                 "schedule": Schedule(t0, self.profile.cycle_s, self.profile.frame_ids).as_dict()}
 
     def status(self, now: float) -> dict:

@@ -16,14 +16,7 @@ from bms.stale import degrade
 from canbus.bus import open_bus
 from canbus.cyclic import CyclicFrameSet, Schedule
 from protocol import profiles
-from protocol.report import BatteryReport
-
-
-def last_report(frames_slot: dict) -> BatteryReport:
-    values = dict(frames_slot["report"])
-    values["protection"] = frozenset(values["protection"])
-    values["alarm"] = frozenset(values["alarm"])
-    return BatteryReport(**values)
+from protocol.report import from_json, to_json
 
 
 def data_age(frames_slot: dict, now: float) -> float:
@@ -121,10 +114,10 @@ class FailsafeTransmitter:
 
     def _send(self) -> None:
         slot = self.source or self.state.read("frames")
-        report = degrade(last_report(slot), data_age(slot, time.monotonic()), self.cfg)
+        report = degrade(from_json(slot["report"]), data_age(slot, time.monotonic()), self.cfg)
         frames = self.profile.encode(report, self.cfg.inverter.manufacturer)
         self._frames_json = [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames]
-        self._report_json = dict(report._asdict(), protection=sorted(report.protection), alarm=sorted(report.alarm))
+        self._report_json = to_json(report)
         if self._bus is None:
             self._bus = open_bus(self.cfg, receive=False)
         with self._lock:

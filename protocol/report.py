@@ -37,3 +37,12 @@ class BatteryReport(NamedTuple):
     temperature_min_c: Optional[float] = None
     temperature_max_c: Optional[float] = None
     cycle_count: Optional[int] = None
+
+
+def to_json(report: BatteryReport) -> dict:
+    """The report as shared memory and the status file carry it (flag sets as sorted lists)."""
+    return dict(report._asdict(), protection=sorted(report.protection), alarm=sorted(report.alarm))
+
+
+def from_json(values: dict) -> BatteryReport:
+    return BatteryReport(**dict(values, protection=frozenset(values["protection"]), alarm=frozenset(values["alarm"])))

@@ -22,6 +22,7 @@ from canbus.cyclic import CyclicFrameSet, Schedule
 from config import ConfigError
 from ipc.atomic_file import read_json, write_atomic
 from protocol import profiles
+from protocol.report import to_json
 from workers.link import LinkMonitor
 
 SNAPSHOT_FIELDS = ("voltage_v", "current_a", "soc_pct", "temperature_c")
@@ -40,13 +41,6 @@ def read_snapshot(state, now: float):
         cell_min_v=battery.get("cell_min_v"),
         cell_max_v=battery.get("cell_max_v"),
     )
-
-
-def report_to_dict(report) -> dict:
-    values = report._asdict()
-    values["protection"] = sorted(report.protection)
-    values["alarm"] = sorted(report.alarm)
-    return values
 
 
 class BmsTransmitter:
@@ -119,7 +113,7 @@ class BmsTransmitter:
         state.write("frames", {
             "source": "bms_tx", "pid": os.getpid(), "written": now,
             "schedule": schedule.as_dict() if schedule is not None else None,
-            "report": report_to_dict(report), "decision": report_to_dict(decision.report),
+            "report": to_json(report), "decision": to_json(decision.report),
             "phase": decision.phase, "reasons": decision.reasons,
             "freshness": decision.freshness, "data_age_s": snapshot.age_s,
             "frames": [[f.arbitration_id, f.data.hex(), f.is_extended_id] for f in frames],
