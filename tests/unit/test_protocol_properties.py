@@ -96,36 +96,16 @@ def check_numbers(name, battery):
             (hex(frame_id), key, getattr(battery, attribute), fields[frame_id][key])
 
 
-# one test per profile so each gets its own examples
+# each profile (deye shares pylon's fields) gets its own examples
+@pytest.mark.parametrize("names, fields", [(("pylon", "deye"), PYLON), (("solark",), SOLARK),
+                                           (("luxpower",), LUXPOWER), (("victron",), VICTRON),
+                                           (("sma_si",), SMA)])
 @settings(max_examples=150, deadline=None)
-@given(battery=report_for(PYLON))
-def test_pylon_numbers_round_trip_and_clamp(battery):
-    check_numbers("pylon", battery)
-    check_numbers("deye", battery)
-
-
-@settings(max_examples=150, deadline=None)
-@given(battery=report_for(SOLARK))
-def test_solark_numbers_round_trip_and_clamp(battery):
-    check_numbers("solark", battery)
-
-
-@settings(max_examples=150, deadline=None)
-@given(battery=report_for(LUXPOWER))
-def test_luxpower_numbers_round_trip_and_clamp(battery):
-    check_numbers("luxpower", battery)
-
-
-@settings(max_examples=150, deadline=None)
-@given(battery=report_for(VICTRON))
-def test_victron_numbers_round_trip_and_clamp(battery):
-    check_numbers("victron", battery)
-
-
-@settings(max_examples=150, deadline=None)
-@given(battery=report_for(SMA))
-def test_sma_numbers_round_trip_and_clamp(battery):
-    check_numbers("sma_si", battery)
+@given(data=st.data())
+def test_numbers_round_trip_and_clamp(names, fields, data):
+    battery = data.draw(report_for(fields))
+    for name in names:
+        check_numbers(name, battery)
 
 
 @pytest.mark.parametrize("attribute, value, frame_id, offset, raw", [
