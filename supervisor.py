@@ -64,12 +64,12 @@ class Supervisor:
     def __init__(self, cfg, record_path=None):
         self.cfg = cfg
         self.started = time.monotonic()
-        self.started_wall = time.time()
         self.stopping = False
         self.ready_sent = False
         self.private_dbus = None
         self.recorder = None
-        self.state = SharedState.create(segment_name(cfg))
+        name = segment_name(cfg)
+        self.state = SharedState.create(name)
         self.context = multiprocessing.get_context("fork")
         names = ["can_rx", "bms_tx", "dbus_publisher"]
         if cfg.simulation.inverter or cfg.battery.source == "simulated":
@@ -78,8 +78,8 @@ class Supervisor:
         self.notifier = systemd_notifier()
         if record_path:
             self.recorder = BusRecorder(cfg, record_path)
-        if "simulator" in self.workers or cfg.battery.source == "simulated":
-            self.private_dbus = PrivateDbus(segment_name(cfg))
+        if "simulator" in self.workers:
+            self.private_dbus = PrivateDbus(name)
             self.private_dbus.export()
             log.info("simulation: private D-Bus at %s", self.private_dbus.address)
         self.failsafe = FailsafeTransmitter(cfg, self.state, log)
