@@ -4,9 +4,11 @@ Defaults live in one place only: the shipped ``config.toml`` beside this file. A
 given with ``--config`` is laid over it key by key. The schema below holds what the
 defaults cannot say: the type, the allowed range or choices, and the cross-key rules.
 Every problem is collected so that one run names all of them, and nothing here touches a
-bus: ``load`` either returns a valid ``Config`` or raises ``ConfigError``.
+bus: ``load`` either returns a valid ``Config`` or raises ``ConfigError``. Only
+``unwritable_files`` looks at the file system, for the command that runs the daemon.
 """
 import argparse
+import ipaddress
 import math
 import os
 import sys
@@ -18,6 +20,9 @@ try:
 except ImportError:  # pragma: no cover - exercised on Python 3.8-3.10
     import tomli as tomllib
 
+from can.interfaces import VALID_INTERFACES
+
+from ipc.atomic_file import misplaced
 from protocol import profiles
 
 DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config.toml")
@@ -46,7 +51,8 @@ def text(*choices):
 
 FLAG = Rule(bool)
 
-PROFILES = ("pylon", "deye", "solark", "luxpower", "victron", "sma_si")
+PROFILES = profiles.names()      # one module per profile in protocol/profiles: nothing to add here
+HV_BITRATES = (500000, 250000)   # what Pylon HV inverters speak (PYLON_HV.md §1)
 
 SCHEMA: Dict[str, Dict[str, Rule]] = {
     "can": {
@@ -54,6 +60,7 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "channel": text(),
         "bitrate": integer(10000, 1000000),
         "udp_port": integer(1024, 65535),
+        "frame_lease_s": number(0, 3600),
     },
     "inverter": {
         "profile": text(*PROFILES),
@@ -61,31 +68,32 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "keepalive_timeout_s": number(0, 600),
     },
     "battery": {
-        "source": text("dbus", "simulated"),
+        "source": text("dbus", "simulated", "vedirect", "mqtt"),
         "service": text(),
         "chemistry": text("lfp"),
         "capacity_ah": number(1, 10000),
-        "cell_count": integer(1, 32),
+        "cell_count": integer(1, 256),
         "modules": integer(1, 255),
         "soh_pct": number(0, 100),
         "assumed_temperature_c": number(-40, 80),
+        "temperature_sensor": FLAG,
         "cell_voltage_min_v": number(1.5, 4.5),
         "cell_voltage_max_v": number(1.5, 4.5),
     },
     "charge": {
-        "absorption_voltage_v": number(8, 65),
-        "float_voltage_v": number(8, 65),
+        "absorption_voltage_v": number(8, 1000),
+        "float_voltage_v": number(8, 1000),
         "tail_current_a": number(0, 1000),
         "tail_time_s": number(0, 86400),
         "absorption_max_s": number(0, 86400),
         "rebulk_soc_pct": number(0, 100),
-        "rebulk_voltage_v": number(8, 65),
+        "rebulk_voltage_v": number(8, 1000),
         "rebulk_confirm_s": number(0, 3600),
         "float_ramp_v_per_s": number(0.0001, 10),
         "full_charge_interval_days": number(0, 365),
         "force_charge_soc_pct": number(0, 100),
         "force_charge_recover_soc_pct": number(0, 100),
-        "full_charge_voltage_v": number(8, 65),
+        "full_charge_voltage_v": number(8, 1000),
         "voltage_tolerance_v": number(0, 5),
         "balanced_cell_spread_v": number(0.001, 1),
         "soc_cap_pct": number(50, 100),
@@ -93,7 +101,7 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
     "limits": {
         "max_charge_current_a": number(0, 5000),
         "max_discharge_current_a": number(0, 5000),
-        "discharge_voltage_v": number(8, 65),
+        "discharge_voltage_v": number(8, 1000),
         "charge_min_temperature_c": number(-40, 60),
         "charge_max_temperature_c": number(0, 80),
         "discharge_min_temperature_c": number(-40, 60),
@@ -116,6 +124,8 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "hold_s": number(0, 3600),
         "stale_s": number(0, 3600),
         "safe_discharge_current_a": number(0, 5000),
+        "frozen_s": number(0, 86400),
+        "frozen_current_a": number(0, 5000),
     },
     "watchdog": {
         "heartbeat_interval_s": number(0.01, 10),
@@ -136,6 +146,23 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
     "logging": {
         "level": text("DEBUG", "INFO", "WARNING", "ERROR"),
     },
+    "vedirect": {
+        "port": text(),
+        "reopen_s": number(0.1, 600),
+    },
+    "mqtt": {
+        "host": text(),
+        "port": integer(1, 65535),
+        "portal_id": text(),
+        "battery_instance": integer(-1, 999),
+        "username": text(),
+        "password": text(),
+        "tls": FLAG,
+        "ca_file": text(),
+        "keepalive_s": number(1, 55),
+        "refresh_s": number(0.5, 600),
+        "reconnect_max_s": number(1, 600),
+    },
     "dbus": {
         "refresh_s": number(0.5, 600),
         "dvcc_timeout_s": number(0, 3600),
@@ -145,8 +172,10 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "device_instance": integer(0, 999),
         "product_id": integer(0, 0xFFFF),
         "bms_service": FLAG,
+        "publish": text("auto", "on", "off"),
         "energy_file": text(),
         "energy_save_interval_s": number(0.1, 3600),
+        "dvcc_file": text(),
     },
     "simulation": {
         "inverter": FLAG,
@@ -165,6 +194,16 @@ SCHEMA: Dict[str, Dict[str, Rule]] = {
         "heartbeat": FLAG,
         "heartbeat_id": integer(0, 0x7FF),
         "heartbeat_interval_s": number(0.05, 2),
+    },
+    "web": {
+        "enabled": FLAG,
+        "bind": text(),
+        "port": integer(1, 65535),
+        "password_file": text(),
+        "read_without_login": FLAG,
+        "history_file": text(),
+        "history_interval_s": number(1, 3600),
+        "log_file": text(),
     },
 }
 
@@ -269,6 +308,7 @@ def _cross_checks(v: Dict[str, Dict[str, Any]]) -> List[str]:
          "keep-alives longer; use 0 (off) or at least %g"
          % (inv["keepalive_timeout_s"], profile.min_keepalive_timeout_s, inv["profile"],
             profile.min_keepalive_timeout_s))
+    problems.extend(_sendable_checks(v, inv["profile"], profile))
     need(c["float_voltage_v"] <= c["absorption_voltage_v"],
          "charge.float_voltage_v = %g is above charge.absorption_voltage_v = %g: float must not exceed absorption"
          % (c["float_voltage_v"], c["absorption_voltage_v"]))
@@ -315,11 +355,22 @@ def _cross_checks(v: Dict[str, Dict[str, Any]]) -> List[str]:
         low, high = lim[what + "_min_temperature_c"], lim[what + "_max_temperature_c"]
         need(low < high, "limits.%s_min_temperature_c = %g is not below limits.%s_max_temperature_c = %g: "
              "minimum must be below maximum" % (what, low, what, high))
+    need(v["venus"]["publish"] != "off" or b["source"] not in ("dbus", "simulated"),
+         "venus.publish = 'off' does not go with battery.source = %r: that battery is read by the D-Bus "
+         "publisher (use 'auto' or 'on')" % b["source"])
+    need(b["source"] != "mqtt" or (v["mqtt"]["host"] and v["mqtt"]["portal_id"]),
+         "battery.source = 'mqtt' needs mqtt.host and mqtt.portal_id (the GX's VRM portal ID, shown on the GX "
+         "under Settings > VRM online portal)")
     need(st["hold_s"] <= st["stale_s"],
          "stale.hold_s = %g is above stale.stale_s = %g: the hold ends before data is stale" % (st["hold_s"], st["stale_s"]))
     need(st["safe_discharge_current_a"] <= lim["max_discharge_current_a"],
          "stale.safe_discharge_current_a = %g is above limits.max_discharge_current_a = %g"
          % (st["safe_discharge_current_a"], lim["max_discharge_current_a"]))
+    lease_minimum = wd["heartbeat_timeout_s"] + 3 * profile.cycle_s
+    need(v["can"]["frame_lease_s"] == 0 or v["can"]["frame_lease_s"] >= lease_minimum,
+         "can.frame_lease_s = %g is below watchdog.heartbeat_timeout_s + 3 frame periods of inverter.profile = %r "
+         "(%g s): a hung bms_tx must be replaced before its frames stop; use 0 (no lease) or at least %g"
+         % (v["can"]["frame_lease_s"], inv["profile"], lease_minimum, lease_minimum))
     need(wd["heartbeat_interval_s"] < wd["heartbeat_timeout_s"],
          "watchdog.heartbeat_interval_s = %g is not below watchdog.heartbeat_timeout_s = %g"
          % (wd["heartbeat_interval_s"], wd["heartbeat_timeout_s"]))
@@ -327,13 +378,159 @@ def _cross_checks(v: Dict[str, Dict[str, Any]]) -> List[str]:
          "watchdog.restart_backoff_initial_s = %g is above watchdog.restart_backoff_max_s = %g: minimum above maximum"
          % (wd["restart_backoff_initial_s"], wd["restart_backoff_max_s"]))
     ven = v["venus"]
-    need(re.fullmatch(r"[A-Za-z_-][A-Za-z0-9_-]*", ven["service_suffix"]) is not None,
-         "venus.service_suffix = %r is not allowed: expected letters, digits, '_' or '-', not starting with a digit "
-         "(it ends the D-Bus names com.victronenergy.vebus.<suffix> and com.victronenergy.battery.<suffix>)"
-         % ven["service_suffix"])
-    need(ven["energy_file"] != "", "venus.energy_file is empty: expected the path of the energy counter file")
+    need(re.fullmatch(r"[A-Za-z_-][A-Za-z0-9_-]{0,%d}" % (SERVICE_SUFFIX_MAX - 1), ven["service_suffix"]) is not None,
+         "venus.service_suffix = %r is not allowed: expected 1 to %d letters, digits, '_' or '-', not starting with "
+         "a digit (it ends the D-Bus names com.victronenergy.vebus.<suffix> and com.victronenergy.battery.<suffix>)"
+         % (ven["service_suffix"], SERVICE_SUFFIX_MAX))
+    problems.extend(_can_checks(v["can"]))
+    problems.extend(_file_checks(v))
+    problems.extend(_pack_checks(v, inv["profile"], profile))
     if v["standby"]["enabled"]:
         problems.extend(_standby_checks(v["standby"], inv["profile"], profile))
+    return problems
+
+
+# The daemon's files: written atomically (ipc/atomic_file.py), each read back after a restart.
+FILES = (("status", "file", "the status file"), ("state", "charge_file", "the charge state file"),
+         ("venus", "energy_file", "the energy counter file"),
+         ("venus", "dvcc_file", "the DVCC limits file"))
+NAME_MAX = 255            # bytes of one file or folder name (Linux)
+PATH_MAX = 4095           # bytes of a whole path
+ATOMIC_TEMP_EXTRA = 10    # write_atomic's temporary file is ".<name>.XXXXXXXX" beside the file
+# Short enough that no D-Bus name, settings path or shared-memory slot (the publisher's
+# heartbeat carries its vebus name) can overflow, long enough for any sensible name.
+SERVICE_SUFFIX_MAX = 32
+SOCKETCAN_NAME_MAX = 15   # IFNAMSIZ - 1
+
+
+def _file_checks(v: Dict[str, Dict[str, Any]]) -> List[str]:
+    """Each file path is usable as it is written, and no two files share one."""
+    problems, seen = [], {}
+    for section, key, what in FILES:
+        path, name = v[section][key], "%s.%s" % (section, key)
+        if not path:
+            problems.append("%s is empty: expected the path of %s" % (name, what))
+            continue
+        problem = _path_problem(path)
+        if problem:
+            problems.append("%s = %r is not allowed: %s" % (name, path, problem))
+            continue
+        same = seen.setdefault(os.path.normpath(os.path.abspath(path)), name)
+        if same != name:
+            problems.append("%s = %r is not allowed: %s is the same file; each file needs its own path"
+                            % (name, path, same))
+    return problems
+
+
+def _path_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot name a file written atomically, or None."""
+    if "\0" in path:
+        return "a path has no NUL character"
+    if path.endswith("/"):
+        return "expected the path of a file, not of a folder"
+    if len(os.fsencode(path)) > PATH_MAX:
+        return "it has %d bytes, at most %d are allowed" % (len(os.fsencode(path)), PATH_MAX)
+    *folders, file_name = path.split("/")
+    for folder in folders:
+        if len(os.fsencode(folder)) > NAME_MAX:
+            return "its folder name %r has %d bytes, at most %d are allowed" % (folder, len(os.fsencode(folder)),
+                                                                               NAME_MAX)
+    if len(os.fsencode(file_name)) > NAME_MAX - ATOMIC_TEMP_EXTRA:
+        return ("its file name has %d bytes, at most %d are allowed (the atomic write's temporary file adds %d "
+                "to the %d a name may have)" % (len(os.fsencode(file_name)), NAME_MAX - ATOMIC_TEMP_EXTRA,
+                                                ATOMIC_TEMP_EXTRA, NAME_MAX))
+    return None
+
+
+# python-can interfaces on a serial port (slcan firmware, serial-line adapters): one opener only.
+SERIAL_PORT_INTERFACES = ("slcan", "serial", "robotell", "seeedstudio")
+
+
+def _can_checks(can: Dict[str, Any]) -> List[str]:
+    """The interface is one python-can has, and the channel one that interface can open."""
+    interface, channel = can["interface"], can["channel"]
+    if interface not in VALID_INTERFACES:
+        return ["can.interface = %r is not allowed: expected a python-can interface, one of %s"
+                % (interface, ", ".join(sorted(VALID_INTERFACES)))]
+    if not channel:
+        return ["can.channel is empty: expected the interface's channel, e.g. 'can0' or a multicast group"]
+    if interface in SERIAL_PORT_INTERFACES:
+        return ["can.interface = %r is not allowed: it opens a serial port, which the several processes that "
+                "open the bus cannot share (each open resets the adapter, and they split its input); attach "
+                "the adapter with slcand (can-utils: slcand -o -c -s6 %s slcan0) and use can.interface = "
+                "'socketcan', can.channel = 'slcan0'" % (interface, channel)]
+    if interface == "socketcan" and not (re.fullmatch(r"[^/\s]+", channel)
+                                         and len(os.fsencode(channel)) <= SOCKETCAN_NAME_MAX):
+        return ["can.channel = %r is not allowed for can.interface = 'socketcan': expected a network interface "
+                "name of 1 to %d characters without '/' or spaces, e.g. 'can0'" % (channel, SOCKETCAN_NAME_MAX)]
+    if interface == "udp_multicast":
+        try:
+            multicast = ipaddress.ip_address(channel).is_multicast
+        except ValueError:
+            multicast = False
+        if not multicast:
+            return ["can.channel = %r is not allowed for can.interface = 'udp_multicast': expected an IPv4 or IPv6 "
+                    "multicast group, e.g. '239.74.163.2'" % channel]
+    return []
+
+
+def unwritable_files(cfg: "Config") -> List[str]:
+    """The daemon's files that can never be written where they are configured: checked before it
+    starts (the other commands only read them). A read-only or full file system is not refused:
+    it may pass, and the daemon sends its frames meanwhile and reports the failed writes."""
+    problems = []
+    for section, key, _ in FILES:
+        path = getattr(getattr(cfg, section), key)
+        problem = misplaced(path)
+        if problem:
+            problems.append("%s.%s = %r cannot be written: %s" % (section, key, path, problem))
+    return problems
+
+
+# Keys whose value the BMS sends (the charge voltage moves between float and full charge) -> report attribute
+SENT_LIMITS = (("charge", "float_voltage_v", "charge_voltage_v"), ("charge", "absorption_voltage_v", "charge_voltage_v"),
+               ("charge", "full_charge_voltage_v", "charge_voltage_v"),
+               ("limits", "discharge_voltage_v", "discharge_voltage_v"),
+               ("limits", "max_charge_current_a", "charge_current_a"),
+               ("limits", "max_discharge_current_a", "discharge_current_a"),
+               ("stale", "safe_discharge_current_a", "discharge_current_a"))
+
+
+def _sendable_checks(v: Dict[str, Dict[str, Any]], profile_name: str, profile) -> List[str]:
+    """Each configured limit must fit the profile's frames: clamped to them, a CVL would be raised
+    and a DVL lowered (the encoder would then stop charging or discharging altogether)."""
+    problems = []
+    for section, key, attribute in SENT_LIMITS:
+        low, high = profile.sendable_range(attribute)
+        value = v[section][key]
+        if not low <= value <= high:
+            problems.append("%s.%s = %g is not allowed for inverter.profile = %r: expected %g to %g, the %s its "
+                            "frames can carry" % (section, key, value, profile_name, low, high, attribute))
+    return problems
+
+
+def _pack_checks(v: Dict[str, Dict[str, Any]], profile_name: str, profile) -> List[str]:
+    """The pack must fit the profile's frames; a polled (Pylon HV) profile also tells the inverter
+    its module geometry and runs at an HV bit rate, and its hot standby is not there yet."""
+    b, problems = v["battery"], []
+    pack_max = b["cell_count"] * b["cell_voltage_max_v"]
+    highest = profile.sendable_range("voltage_v")[1]
+    if pack_max > highest:
+        problems.append("battery.cell_count = %d is not allowed for inverter.profile = %r: a pack of up to %g V "
+                        "(x battery.cell_voltage_max_v) does not fit its voltage field (at most %g V); an HV pack "
+                        "needs an HV profile" % (b["cell_count"], profile_name, pack_max, highest))
+    if profile.transport != "polled":
+        return problems
+    if b["cell_count"] % b["modules"]:
+        problems.append("battery.modules = %d is not allowed for inverter.profile = %r: battery.cell_count = %d "
+                        "cells in series must split into equal modules (0x7320 tells the inverter the cells "
+                        "per module)" % (b["modules"], profile_name, b["cell_count"]))
+    if v["can"]["bitrate"] not in HV_BITRATES:
+        problems.append("can.bitrate = %d is not allowed for inverter.profile = %r: expected %s"
+                        % (v["can"]["bitrate"], profile_name, " or ".join(str(rate) for rate in HV_BITRATES)))
+    if v["standby"]["enabled"]:
+        problems.append("standby.enabled = true is not allowed for inverter.profile = %r: the hot standby does not "
+                        "yet arbitrate a polled protocol (two devices would answer one request)" % profile_name)
     return problems
 
 
@@ -412,6 +609,10 @@ def _read_toml(path: str) -> Dict[str, Any]:
         raise ConfigError(["%s: cannot be read: %s" % (path, error.strerror)]) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(["%s: is not valid TOML: %s" % (path, error)]) from None
+    except UnicodeDecodeError as error:
+        line = error.object.count(b"\n", 0, error.start) + 1
+        raise ConfigError(["%s: is not UTF-8 text (TOML files are UTF-8): byte 0x%02x on line %d"
+                           % (path, error.object[error.start], line)]) from None
 
 
 def load(path: Optional[str] = None) -> Config:
@@ -422,14 +623,19 @@ def load(path: Optional[str] = None) -> Config:
     return from_dict(_merge(defaults, _read_toml(path)), (DEFAULT_PATH, path))
 
 
-def load_or_exit(path: Optional[str] = None) -> Config:
-    """``load`` for a command line: every problem on stderr, then exit code 2."""
+def load_or_exit(path: Optional[str] = None, writes_files: bool = False) -> Config:
+    """``load`` for a command line: every problem on stderr, then exit code 2. ``writes_files``:
+    the command runs the daemon, so the places of its files are checked too."""
     try:
-        return load(path)
+        cfg = load(path)
+        problems = unwritable_files(cfg) if writes_files else []
     except ConfigError as error:
-        for problem in error.problems:
-            print("config: %s" % problem, file=sys.stderr)
-        raise SystemExit(2) from None
+        problems = error.problems
+    for problem in problems:
+        print("config: %s" % problem, file=sys.stderr)
+    if problems:
+        raise SystemExit(2)
+    return cfg
 
 
 def command_parser(prog: str, description: str):

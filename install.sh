@@ -10,10 +10,14 @@
 #             systemd service without privileges (Type=notify, watchdog) logging to the
 #             journal, and a root one-shot unit that brings the CAN link up at its bit rate.
 #
-# The user's config is created on the first install and kept on every upgrade. Running the
-# installer twice changes nothing the second time; --uninstall removes what it added.
+# The user's config is created on the first install and kept on every upgrade; the new
+# version checks it before anything is replaced. An upgrade keeps the version it replaces in
+# previous/, and --rollback puts that one back (after checking the config with it). State
+# files (charge state, energy counters) are never touched. Running the installer twice
+# changes nothing the second time; --uninstall removes what it added.
 #
-# Usage: install.sh [--root DIR] [--target venus|systemd] [--can IFACE] [--vendor DIR] [--uninstall]
+# Usage: install.sh [--root DIR] [--target venus|systemd] [--can IFACE] [--vendor DIR]
+#                   [--rollback | --uninstall]
 #   --root DIR      install into DIR as if it were /, for tests and images: nothing outside DIR
 #                   is touched, no service is started or stopped, D-Bus is not called
 #   --target T      venus or systemd; default: venus where /opt/victronenergy exists,
@@ -21,6 +25,7 @@
 #   --can IFACE     the inverter's CAN interface, for the first install; default: the only
 #                   CAN interface there is (several: choose one, e.g. --can can1 on a Cerbo GX)
 #   --vendor DIR    the bundled wheels (default: vendor/ beside this script)
+#   --rollback      go back to the version the last upgrade replaced (again: forward)
 #   --uninstall     stop the service and remove exactly what the install added
 set -eu
 umask 022
@@ -42,7 +47,7 @@ fail() {
 }
 
 usage_error() {
-    fail "$* (usage: install.sh [--root DIR] [--target venus|systemd] [--can IFACE] [--vendor DIR] [--uninstall])"
+    fail "$* (usage: install.sh [--root DIR] [--target venus|systemd] [--can IFACE] [--vendor DIR] [--rollback | --uninstall])"
 }
 
 while [ $# -gt 0 ]; do
@@ -58,6 +63,7 @@ while [ $# -gt 0 ]; do
             shift 2
             ;;
         --uninstall) action=uninstall; shift ;;
+        --rollback) action=rollback; shift ;;
         *) usage_error "unknown argument '$1'" ;;
     esac
 done
@@ -133,17 +139,37 @@ tree() {
     "$python" "$source_dir/service/install_tree.py" "$@"
 }
 
-# Puts the staged directory $1 in place of $2, unless both hold the same files and modes.
-replace_dir() {
-    if [ -d "$2" ] && [ "$(tree manifest "$1")" = "$(tree manifest "$2")" ]; then
-        return 0
-    fi
-    rm -rf "$2.old"
-    if [ -d "$2" ]; then mv "$2" "$2.old"; fi
-    mv "$1" "$2"
-    rm -rf "$2.old"
+# A version is its three folders: the code, the bundled libraries, the command.
+version_parts="app lib bin"
+
+# True when the installed version has exactly the files and modes of version folder $1.
+is_installed_version() {
+    for part in $version_parts; do
+        [ -d "$root$prefix/$part" ] && [ "$(tree manifest "$1/$part")" = "$(tree manifest "$root$prefix/$part")" ] ||
+            return 1
+    done
+}
+
+# What version folder $1 runs ("0.2.0+<commit>" from a release).
+version_of() {
+    "$python" -B -S -c 'import sys; sys.path.insert(0, sys.argv[1]); import version; print(version.VERSION)' "$1/app" 2>/dev/null ||
+        echo unknown
+}
+
+# Puts version folder $1 (the staged one, or previous/ for a rollback) in place of the
+# installed one, which becomes previous/ (the one kept before is dropped). Each part is
+# moved away and its replacement moved in right after: two renames, no copy in between.
+switch_version() {
+    kept=$root$prefix/previous.new
+    rm -rf "$kept"
+    mkdir "$kept"
+    for part in $version_parts; do
+        if [ -d "$root$prefix/$part" ]; then mv "$root$prefix/$part" "$kept/$part"; fi
+        mv "$1/$part" "$root$prefix/$part"
+    done
+    rm -rf "$root$prefix/previous"
+    if [ -d "$kept/app" ]; then mv "$kept" "$root$prefix/previous"; else rm -rf "$kept"; fi
     changed=yes
-    say "installed ${2#"$root"}"
 }
 
 # Writes file $1 to $2 with mode $3, unless it is already there.
@@ -170,29 +196,14 @@ install_link() {
     say "linked ${1#"$root"} -> $2"
 }
 
-# The runtime: top-level modules, config.toml, and every folder of Python modules (packages
-# and namespace packages such as venus/) but the tests and developer tools.
+# The runtime (the rule is runtime_files() in service/install_tree.py): the modules and
+# folders of modules but the tests and developer tools, config.toml, install.sh (its
+# --uninstall and --rollback need nothing else, so the release folder can go), the licences
+# and, from a release, its VERSION stamp.
 stage_app() {
-    app=$1
-    mkdir -p "$app"
-    # install.sh too: its --uninstall needs nothing else, so the release folder can go.
-    for file in "$source_dir"/*.py "$source_dir/config.toml" "$source_dir/install.sh"; do
-        case "$(basename "$file")" in conftest.py) continue ;; esac
-        cp "$file" "$app/"
-    done
-    for dir in "$source_dir"/*/; do
-        name=$(basename "$dir")
-        case "$name" in tests | dev | bench) continue ;; esac
-        for module in "$dir"*.py; do
-            if [ -f "$module" ]; then
-                cp -R "$source_dir/$name" "$app/$name"
-                break
-            fi
-        done
-    done
-    tree normalize "$app"
+    tree stage "$source_dir" "$1"
     for needed in supervisor.py config.py config.toml service/can_link.py; do
-        [ -f "$app/$needed" ] || fail "$source_dir is not a pylon-venus source tree: $needed is missing"
+        [ -f "$1/$needed" ] || fail "$source_dir is not a pylon-venus source tree: $needed is missing"
     done
 }
 
@@ -383,6 +394,32 @@ install() {
     fi
     # The new version must accept the user's config before anything is replaced.
     shown=$(can_link "$stage" show) || fail "$user_config is not valid for this version (above); fix it and run install.sh again"
+    check_channel "$shown"
+
+    if ! is_installed_version "$stage"; then
+        if [ -d "$root$prefix/app" ]; then
+            say "upgrading $(version_of "$root$prefix") to $(version_of "$stage"); the version replaced is kept for install.sh --rollback"
+        fi
+        switch_version "$stage"
+        say "installed $prefix/app, lib and bin: version $(version_of "$root$prefix")"
+    fi
+    if [ "$config_file" = "$stage/config.toml" ]; then
+        mkdir -p "$(dirname "$root$user_config")"
+        install_file "$stage/config.toml" "$root$user_config" 644
+        config_file=$root$user_config
+    fi
+    install_services
+    rm -rf "$stage"
+    if [ "$changed" = no ]; then
+        say "pylon-venus is installed and up to date: nothing changed"
+    else
+        say "done; your settings: $user_config"
+    fi
+}
+
+# The CAN channel to prepare from can_link.py's "interface channel bitrate" ($1); --can must agree.
+check_channel() {
+    shown=$1
     configured=$(echo "$shown" | cut -d' ' -f2)
     if [ -n "$can_iface" ] && [ "$configured" != "$can_iface" ]; then
         fail "--can $can_iface: $user_config names channel $configured; change [can] there instead"
@@ -394,26 +431,39 @@ install() {
     else
         say "can.interface = ${shown%% *} in $user_config: no CAN port to prepare"
     fi
+}
 
-    replace_dir "$stage/app" "$root$prefix/app"
-    replace_dir "$stage/lib" "$root$prefix/lib"
-    replace_dir "$stage/bin" "$root$prefix/bin"
-    if [ "$config_file" = "$stage/config.toml" ]; then
-        mkdir -p "$(dirname "$root$user_config")"
-        install_file "$stage/config.toml" "$root$user_config" 644
-        config_file=$root$user_config
-    fi
+# The service files of the installed version, and its (re)start.
+install_services() {
     if [ "$target" = venus ]; then
         install_venus
     else
         install_systemd
     fi
+}
+
+# --- rollback ------------------------------------------------------------------------------
+# The version the last upgrade replaced comes back, once it has accepted the user's config;
+# the one rolled back from becomes previous/ (so a second --rollback goes forward again).
+rollback() {
+    [ -d "$root$prefix/previous/app" ] || fail "no previous version in $prefix/previous: nothing to roll back to (an upgrade keeps one)"
+    config_file=$root$user_config
+    [ -f "$config_file" ] || fail "no $user_config: install first"
+    shown=$(can_link "$root$prefix/previous" show) ||
+        fail "$user_config is not valid for the previous version $(version_of "$root$prefix/previous") (above); fix it and run install.sh --rollback again"
+    check_channel "$shown"
+    changed=no
+    from=$(version_of "$root$prefix")
+    switch_version "$root$prefix/previous"
+    say "rolled back from $from to $(version_of "$root$prefix"); install.sh --rollback again goes back to $from"
+    # The service files of the version now installed.
+    source_dir=$root$prefix/app
+    stage=$root$prefix/.staging
     rm -rf "$stage"
-    if [ "$changed" = no ]; then
-        say "pylon-venus is installed and up to date: nothing changed"
-    else
-        say "done; your settings: $user_config"
-    fi
+    mkdir -p "$stage"
+    install_services
+    rm -rf "$stage"
+    say "done; your settings ($user_config) and state files are as they were"
 }
 
 install_venus() {
@@ -515,8 +565,8 @@ uninstall() {
     say "pylon-venus is uninstalled"
 }
 
-if [ "$action" = install ]; then
-    install
-else
-    uninstall
-fi
+case "$action" in
+    install) install ;;
+    rollback) rollback ;;
+    uninstall) uninstall ;;
+esac

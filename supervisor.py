@@ -18,7 +18,6 @@ import signal
 import sys
 import time
 
-import multiprocessing_logging
 import sdnotify
 
 import config as config_module
@@ -26,19 +25,23 @@ from canbus.bus import kernel_cyclic
 from canbus.recorder import BusRecorder
 from failsafe.standby import ACTIVE, STANDBY, HotStandby
 from failsafe.transmitter import FailsafeTransmitter
-from health.check import problems
+from health.check import problems, warnings
 from health.process_metrics import ProcessMetrics
 from health.status import build_status, format_status
-from ipc.atomic_file import read_json, write_atomic
+from ipc.atomic_file import read_json
+from ipc.flash_writer import FlashWriter
+from ipc.log_sink import NonBlockingHandler
 from ipc.private_dbus import PrivateDbus
 from ipc.shared_state import SharedState, StateInUse
 from protocol import profiles
 from protocol.decode import decode_lines
+from sources.venus_presence import dbus_publisher_wanted, venus_os_present
 from tools.replay import run_cli
 from version import VERSION
 from workers.runtime import main as worker_main
 
 log = logging.getLogger("pylon-venus")
+KILL_WAIT_S = 1.0       # how long a killed worker may take to end before it is reported and left
 
 
 class WorkerHandle:
@@ -71,13 +74,24 @@ class Supervisor:
         name = segment_name(cfg)
         self.state = SharedState.create(name)
         self.context = multiprocessing.get_context("fork")
-        names = ["can_rx", "bms_tx", "dbus_publisher"]
+        names = ["can_rx", "bms_tx"]
+        publish, why_not = dbus_publisher_wanted(cfg, venus_os_present())
+        if publish:
+            names.append("dbus_publisher")
+        else:
+            log.warning("%s", why_not)
+        if cfg.battery.source in ("vedirect", "mqtt"):      # the monitor read without Venus's D-Bus
+            names.append("battery_reader")
         if cfg.simulation.inverter or cfg.battery.source == "simulated":
             names.append("simulator")
+        if cfg.web.enabled:
+            names.append("web")
         self.workers = collections.OrderedDict((name, WorkerHandle(name)) for name in names)
+        self.restart_request = None         # the web console's last restart request, done
         self.notifier = systemd_notifier()
+        self.status_writer = FlashWriter(log)       # a slow or full disk never holds up this loop
         if record_path:
-            self.recorder = BusRecorder(cfg, record_path)
+            self.recorder = BusRecorder(cfg, record_path, log)
         if "simulator" in self.workers:
             self.private_dbus = PrivateDbus(name)
             self.private_dbus.export()
@@ -101,13 +115,14 @@ class Supervisor:
     def on_exit(self, handle: WorkerHandle, reason: str, silent_since: float) -> None:
         """A worker ended: let the failsafe cover bms_tx, then schedule the restart.
 
-        ``silent_since`` is the earliest moment its frames may have stopped: the failsafe sends
-        every ID due since then at once, so none is skipped (a duplicate is the lesser harm).
+        ``silent_since`` is the last moment bms_tx is known to have sent the IDs its wire record
+        says were on the wire; the failsafe continues every ID from where that record says it was
+        last sent, so none is skipped (a duplicate is the lesser harm).
         """
-        handle.process.join()
         handle.last_exit = reason
         if handle.name == "bms_tx" and self.role == ACTIVE and self.failsafe.available():
-            self.failsafe.engage(silent_since)
+            self.failsafe.engage(silent_since, writer=handle.process.pid)
+        self._reap(handle)
         now = time.monotonic()
         wd = self.cfg.watchdog
         handle.recent.append(now)
@@ -140,7 +155,8 @@ class Supervisor:
                                  beat["t"] if beating else now)
                 elif beating and now - beat["t"] > wd.heartbeat_timeout_s:
                     handle.process.kill()
-                    # The kernel's broadcast manager kept a hung worker's frames going until the kill.
+                    # The kernel's broadcast manager kept a hung worker's frames going until the kill
+                    # (or the end of their lease, which the failsafe reads from the wire record).
                     silent_since = time.monotonic() if kernel_cyclic(self.cfg) else beat["t"]
                     self.on_exit(handle, "hung (no heartbeat for %.2f s), killed" % (now - beat["t"]), silent_since)
                 elif not beating and now - handle.started_at > wd.startup_timeout_s:
@@ -148,8 +164,21 @@ class Supervisor:
                     self.on_exit(handle, "did not start within %g s, killed" % wd.startup_timeout_s, now)
             elif handle.state in ("starting", "backoff", "fault") and now >= handle.next_start:
                 self.spawn(handle)
+        self.restart_requested()
         self.arbitrate()
         self.hand_over()
+
+    def restart_requested(self) -> None:
+        """The web console asked to restart a worker in fault or backoff: at once, its count cleared."""
+        request = (self.state.read("web") or {}).get("restart")
+        if not request or request == self.restart_request:
+            return
+        self.restart_request = request
+        handle = self.workers.get(request.get("worker"))
+        if handle is not None and handle.state in ("fault", "backoff"):
+            log.warning("worker %s: restart requested on the web console", handle.name)
+            handle.recent.clear()
+            self.spawn(handle)
 
     def arbitrate(self) -> None:
         """Hot standby: re-decide the role from what is on the bus; a change takes effect at once."""
@@ -214,7 +243,7 @@ class Supervisor:
 
     # -- main loop ---------------------------------------------------------------
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):     # SIGHUP: a closed SSH session
             signal.signal(sig, self._on_signal)
         log.info("pylon-venus %s: profile %s on %s %s, battery from %s%s", VERSION, self.cfg.inverter.profile,
                  self.cfg.can.interface, self.cfg.can.channel, self.cfg.battery.source,
@@ -227,6 +256,8 @@ class Supervisor:
                 multiprocessing.connection.wait(sentinels, timeout=self._sleep_time(tick))
                 self.watch()
                 now = time.monotonic()
+                if self.recorder is not None:
+                    self.recorder.keep_open(now)
                 if now >= next_status:
                     next_status = now + self.cfg.status.interval_s
                     self.write_status()
@@ -262,20 +293,31 @@ class Supervisor:
         self.state.close()
         log.info("stopped")
 
-    @staticmethod
-    def _join(handle: WorkerHandle, deadline: float) -> None:
+    @classmethod
+    def _join(cls, handle: WorkerHandle, deadline: float) -> None:
+        """Wait for a stopping worker until ``deadline``, then kill it."""
         if handle.process is not None:
             handle.process.join(max(0.0, deadline - time.monotonic()))
             if handle.process.is_alive():
                 log.warning("worker %s did not stop; killed", handle.name)
                 handle.process.kill()
-                handle.process.join()
+                cls._reap(handle)
         handle.state = "stopped"
+
+    @staticmethod
+    def _reap(handle: WorkerHandle) -> None:
+        """Wait a bounded time for a dead or killed worker to end. One that survives SIGKILL is in
+        uninterruptible sleep (a stalled SD card, a wedged USB CAN driver): it is reported and
+        left, so neither the loop nor a stop waits for it."""
+        handle.process.join(KILL_WAIT_S)
+        if handle.process.is_alive():
+            log.error("worker %s (pid %d) did not end after SIGKILL (uninterruptible sleep?): left behind",
+                      handle.name, handle.process.pid)
 
     # -- health ------------------------------------------------------------------
     def write_status(self) -> None:
         status = build_status(self, VERSION)
-        write_atomic(self.cfg.status.file, json.dumps(status, indent=1))
+        self.status_writer.submit(self.cfg.status.file, json.dumps(status, indent=1), "the status file")
         if self.notifier is None:
             return
         serving = bool(status["frames"]) or self.role == STANDBY      # a standby serves by listening
@@ -290,8 +332,14 @@ class Supervisor:
 
 
 def segment_name(cfg) -> str:
-    """Shared memory is named after the status file, so one configuration owns one segment."""
-    return hashlib.sha1(os.path.abspath(cfg.status.file).encode()).hexdigest()[:12]
+    """Shared memory is named after the CAN bus (and the hot-standby node on it), so one bus has
+    one transmitting instance however its configuration's paths are written or where it runs."""
+    bus = [cfg.can.interface, cfg.can.channel]
+    if cfg.can.interface == "udp_multicast":
+        bus.append(str(cfg.can.udp_port))
+    if cfg.standby.enabled:
+        bus.append("node %d" % cfg.standby.node_id)
+    return hashlib.sha1(" ".join(bus).encode()).hexdigest()[:12]
 
 
 def systemd_notifier():
@@ -301,24 +349,29 @@ def systemd_notifier():
 
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stdout)
+    """Every process (the forked workers inherit the handler) writes its own lines to stdout,
+    never waiting for it: a stalled log reader costs lines, not the frames or a stop."""
+    handler = NonBlockingHandler(1)         # stdout, even when sys.stdout is None (started with it closed)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    multiprocessing_logging.install_mp_handler()
 
 
 # -- commands --------------------------------------------------------------------
 def cmd_run(args, cfg) -> int:
     setup_logging(cfg.logging.level)
     try:
-        return Supervisor(cfg, args.record).run()
+        supervisor = Supervisor(cfg, args.record)
     except StateInUse as error:
         log.error("%s", error)
         return 1
-    finally:
-        logging.shutdown()      # the log receiver thread drains the workers' last lines
+    code = supervisor.run()
+    if any(handle.alive for handle in supervisor.workers.values()):
+        # multiprocessing joins every child at exit: one in uninterruptible sleep would hold us forever
+        logging.shutdown()
+        os._exit(code)
+    return code
 
 
 def cmd_status(args, cfg) -> int:
@@ -331,9 +384,16 @@ def cmd_status(args, cfg) -> int:
 
 
 def cmd_check(args, cfg) -> int:
-    reasons = problems(read_json(cfg.status.file), cfg)
+    try:
+        status = read_json(cfg.status.file)
+    except (OSError, ValueError) as error:
+        print("UNHEALTHY: the status file %s cannot be read: %s" % (cfg.status.file, error))
+        return 1
+    reasons = problems(status, cfg)
     for reason in reasons:
         print("UNHEALTHY: %s" % reason)
+    for warning in warnings(status) if status is not None else ():
+        print("WARNING: %s" % warning)
     if not reasons:
         print("healthy")
     return 1 if reasons else 0
@@ -342,13 +402,25 @@ def cmd_check(args, cfg) -> int:
 def cmd_decode(args, cfg) -> int:
     profile = profiles.get(args.profile or cfg.inverter.profile)
     try:
-        source = sys.stdin if args.file == "-" else open(args.file)
+        source = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")   # bytes: a bad line is one error
     except OSError as error:
         print("decode: cannot read %s: %s" % (args.file, error.strerror), file=sys.stderr)
         return 1
     with source:
         for record in decode_lines(source, profile):
             print(json.dumps(record))
+    return 0
+
+
+def cmd_web_password(args, cfg) -> int:
+    import getpass
+    from workers.web import set_password
+    password = getpass.getpass("web console password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    try:
+        print(set_password(cfg, password))
+    except (ValueError, OSError) as error:
+        print("web-password: %s" % error, file=sys.stderr)
+        return 1
     return 0
 
 
@@ -368,6 +440,7 @@ def parse_args(argv):
     decode = command("decode", "decode a candump -l log to one JSON object per frame")
     decode.add_argument("--profile", choices=config_module.PROFILES, help="inverter profile (default: the config's)")
     decode.add_argument("file", metavar="FILE", help="candump -l log, - for stdin")
+    command("web-password", "set the web console's password (read from stdin; stored hashed)")
     replay = command("replay", "feed a recorded battery trace through the BMS engine")
     replay.add_argument("--plot", metavar="OUT.png", help="also draw the trace (needs matplotlib)")
     replay.add_argument("trace", metavar="TRACE.csv")
@@ -376,9 +449,9 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    cfg = config_module.load_or_exit(args.config)
+    cfg = config_module.load_or_exit(args.config, writes_files=args.command == "run")
     handler = {"run": cmd_run, "status": cmd_status, "check": cmd_check,
-               "decode": cmd_decode, "replay": cmd_replay}[args.command]
+               "decode": cmd_decode, "replay": cmd_replay, "web-password": cmd_web_password}[args.command]
     return handler(args, cfg)
 
 

@@ -3,7 +3,7 @@
 Every module of the project's runtime code (supervisor.py, config.py and each folder of Python
 modules but the tests and tools; they pull in python-can, dbus, gi, psutil and the rest), plus
 the modules the daemon only imports when it runs: python-can's SocketCAN interface, the GLib
-main loop of dbus-python and multiprocessing-logging.
+main loop of dbus-python.
 
     python bench/baseline_imports.py           import, then exit (start-up baseline)
     python bench/baseline_imports.py --hold    import, print "ready", wait for stdin to close
@@ -17,8 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOP_LEVEL_MODULES = ("supervisor", "config")
 NOT_RUN_BY_THE_DAEMON = ("tests", "dev", "bench", "tools", "service", "vendor")
 USAGE = "usage: baseline_imports.py [--hold]"
-LOADED_AT_RUN_TIME = ("can.interfaces.socketcan", "dbus.mainloop.glib", "gi.repository.GLib",
-                      "multiprocessing_logging")
+LOADED_AT_RUN_TIME = ("can.interfaces.socketcan", "dbus.mainloop.glib", "gi.repository.GLib")
 
 
 def daemon_modules() -> list:

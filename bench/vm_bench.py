@@ -27,7 +27,8 @@ from tests.multiproc.daemon import Daemon, children_of
 from tests.system import can_utils
 # The system tests' fixtures: the vcan interfaces, the results folder, candump recorders.
 # Importing their conftest also stops the run when it is not inside the VM.
-from tests.system.conftest import artifacts_dir, candump, results_dir, vcan_channel, vcan_channels  # noqa: F401
+from tests.system.conftest import (artifacts_dir, candump, judge_channel, results_dir, tier,  # noqa: F401
+                                   vcan_channel, vcan_channels)
 
 BASELINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baseline_imports.py")
 START_TIMEOUT_S = 180.0      # first frames after `run`; imports are slow under emulation

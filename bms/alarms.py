@@ -22,11 +22,17 @@ def _temperature(reading: Reading) -> Optional[float]:
     return reading.temperature_c
 
 
-def _cell_high(reading: Reading) -> float:
+def _cell_high(reading: Reading) -> Optional[float]:
+    """Unknown while a reported cell voltage has no valid value (after a restart): the pack
+    average must not stand in for it and clear a latch."""
+    if reading.cell_max_v is None and "cell_max_v" in reading.cells_reported:
+        return None
     return reading.cell_high_v
 
 
-def _cell_low(reading: Reading) -> float:
+def _cell_low(reading: Reading) -> Optional[float]:
+    if reading.cell_min_v is None and "cell_min_v" in reading.cells_reported:
+        return None
     return reading.cell_low_v
 
 
@@ -48,7 +54,7 @@ def latches(cfg) -> Tuple[Latch, ...]:
         Latch("under_voltage", _cell_low, b.cell_voltage_min_v, b.cell_voltage_min_v + v_hyst, False),
         Latch("low_voltage", _cell_low, b.cell_voltage_min_v + margin, b.cell_voltage_min_v + margin + v_hyst, False),
     ]
-    for direction in ("charge", "discharge"):
+    for direction in ("charge", "discharge") if b.temperature_sensor else ():   # no sensor: nothing to watch
         low, high = getattr(lim, direction + "_min_temperature_c"), getattr(lim, direction + "_max_temperature_c")
         rules.append(Latch(direction + "_too_cold", _temperature, low, low + t_hyst, False))
         rules.append(Latch(direction + "_too_hot", _temperature, high, high - t_hyst, True))
@@ -60,11 +66,14 @@ def latches(cfg) -> Tuple[Latch, ...]:
 
 
 def update(active: FrozenSet[str], reading: Reading, rules: Tuple[Latch, ...]) -> FrozenSet[str]:
-    """The latches set after this reading; an unknown value (no temperature sensor) sets none."""
+    """The latches set after this reading; one whose measure is unknown keeps its state (a
+    protection never clears because its measure went missing, and an unknown value sets none)."""
     now_active = set()
     for rule in rules:
         value = rule.measure(reading)
         if value is None:
+            if rule.name in active:
+                now_active.add(rule.name)
             continue
         sign = 1.0 if rule.rising else -1.0
         threshold = rule.clear if rule.name in active else rule.trip

@@ -2,8 +2,9 @@
 
 Each candidate is a small pure function of the reading and the configuration and carries
 the reason it gives; the lowest wins (ties go to the earlier candidate, so an unlimited
-battery reads "configured maximum" and a cut names its alarm rather than a taper at 0). Reductions act at once; after any reduction the
-limit is held for ``recovery_hold_s`` and then rises at ``recovery_ramp_a_per_s``, so a
+battery reads "configured maximum" and a cut names its alarm rather than a taper at 0). Reductions act at once;
+a limit rises again only after its target has stayed above it for ``recovery_hold_s`` (the
+hold starts when the cause clears, not at the cut), then at ``recovery_ramp_a_per_s``, so a
 condition that comes and goes does not make the limit oscillate.
 """
 from typing import FrozenSet, List, NamedTuple, Optional, Tuple
@@ -92,15 +93,18 @@ class Governor(NamedTuple):
 
 
 def govern(previous: Optional[Governor], target: Limit, dt_s: float, limits_cfg) -> Tuple[Governor, Limit]:
-    """The limit to give out now on the way to ``target``: never above it, rising only after the hold."""
-    if previous is None:
-        return Governor(target.current_a, 0.0), target
-    if target.current_a < previous.current_a:
-        return Governor(target.current_a, limits_cfg.recovery_hold_s), target
-    if target.current_a == previous.current_a or dt_s <= previous.hold_left_s:
-        hold_left = max(previous.hold_left_s - dt_s, 0.0)
-        if target.current_a == previous.current_a:
-            return Governor(target.current_a, hold_left), target
+    """The limit to give out now on the way to ``target``: never above it; rising only once the
+    target has stayed above it for the whole hold (the hold starts when the cause clears and
+    starts over whenever the target falls back), then along the ramp. The first limit counts
+    as just set, so an engine that starts in a cut holds after it too."""
+    hold_s = limits_cfg.recovery_hold_s
+    if (previous is None or target.current_a < previous.current_a
+            or (target.current_a == previous.current_a and previous.hold_left_s > 0)):
+        return Governor(target.current_a, hold_s), target
+    if target.current_a == previous.current_a:
+        return previous, target
+    if dt_s <= previous.hold_left_s:
+        hold_left = previous.hold_left_s - dt_s
         return (Governor(previous.current_a, hold_left),
                 Limit(previous.current_a, "recovery hold %.0f s (then %s)" % (hold_left, target.reason)))
     ramped = previous.current_a + limits_cfg.recovery_ramp_a_per_s * (dt_s - previous.hold_left_s)

@@ -5,7 +5,8 @@ The trace is CSV with a header naming the columns ``t`` (seconds), ``voltage_v``
 blank lines and lines starting with ``#`` are skipped. An empty cell in one of the five
 required columns means the monitor gave no fresh value at that time: the row repeats the
 last complete values, aged by the time since they were read, which exercises the stale
-policy. An empty cell in an optional column means that value is unknown for that row.
+policy. An empty cell in an optional column means the monitor has no valid value for it in
+that row: once the trace has given one, that quantity is stale data (``bms.reading``).
 A row that cannot be used (not a number, time not increasing, implausible value) yields a
 ``ReplayError`` and is skipped.
 """
@@ -123,7 +124,11 @@ def replay(lines: Iterable[str], cfg) -> Iterator[Union[Dict[str, Any], ReplayEr
                     raise _BadRow(problem)
                 last_complete = (t, values)
             elif last_complete is not None:
-                snapshot = _snapshot(last_complete[1], t - last_complete[0])
+                age_s = t - last_complete[0]
+                if not math.isfinite(age_s):
+                    raise _BadRow("t = %g is too far after the last complete row's t = %g: the data's age is not "
+                                  "a finite number of seconds" % (t, last_complete[0]))
+                snapshot = _snapshot(last_complete[1], age_s)
             else:
                 snapshot = None
         except _BadRow as error:

@@ -6,6 +6,8 @@ class BatterySnapshot(NamedTuple):
     """Last real values of the battery monitor; None where the monitor has no valid value.
 
     ``age_s`` is the time since the last real update, measured by the I/O shell that read it.
+    ``inverter_power_w`` is the power the inverter itself reports (None: not known); it only
+    serves to tell a frozen monitor from a battery at rest (``bms.reading``).
     """
 
     voltage_v: Optional[float]
@@ -15,3 +17,4 @@ class BatterySnapshot(NamedTuple):
     age_s: float
     cell_min_v: Optional[float] = None
     cell_max_v: Optional[float] = None
+    inverter_power_w: Optional[float] = None

@@ -6,15 +6,28 @@ Every ID of a set repeats once per cycle; the IDs are spread evenly over the cyc
 its next due time and the inverter sees the cadence continue. Each ID is one python-can
 ``send_periodic`` task: on SocketCAN that is the kernel's broadcast manager, which keeps the
 cadence without waking Python.
+
+The hand-over is exact because each sender publishes its ``wire`` record: per ID, whether its
+periodic task is on the wire (its first frame confirmed sent), and the time up to which every
+due time of that ID is known sent. A taker continues each ID from there, never from a guess.
+
+A lease bounds the kernel's tasks: the broadcast manager would go on sending the last frames
+of a process tree that is stopped or hung, for ever, while the battery changes. With
+``lease_s`` each task sends only for that long unless ``update()`` renews it (every cycle
+does), so a frozen sender falls silent after its lease and the inverter (or a hot standby)
+notices; its wire record says up to when its frames are certain to have gone out.
 """
 import math
+import threading
 import time
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import can
 
-from canbus.bus import to_message
+from canbus.bus import kernel_periodic, start_periodic, to_message, update_periodic
 from protocol.frame import Frame
+
+ROUNDING = 1e-9     # of a cycle: due times that far apart are the same one
 
 
 class Schedule(NamedTuple):
@@ -22,11 +35,40 @@ class Schedule(NamedTuple):
     cycle_s: float
     ids: Sequence[int]
 
+    @property
+    def spacing_s(self) -> float:
+        """The interval between two consecutive frames of the set."""
+        return self.cycle_s / len(self.ids)
+
     def next_due(self, index: int, after: float) -> float:
-        """The first due time of ID number ``index`` strictly after ``after``."""
-        phase = self.t0 + index * self.cycle_s / len(self.ids)
-        cycles = math.floor((after - phase) / self.cycle_s) + 1
+        """The first due time of ID number ``index`` strictly after ``after`` (a due time computed
+        as ``after`` itself, up to rounding, is not after it)."""
+        phase = self.t0 + index * self.spacing_s
+        cycles = math.floor((after - phase) / self.cycle_s + ROUNDING) + 1
         return phase + cycles * self.cycle_s
+
+    def resume(self, sent_until: Sequence[float], now: float,
+               paced: bool) -> Tuple["Schedule", List[int], float]:
+        """How a taker continues, given each ID's ``sent_until`` (every due time up to it was sent):
+        the schedule to go on with, the IDs that are overdue (a due time up to ``now`` unsent),
+        and ``begin``: each ID's periodic task starts at its first due time after ``begin``.
+
+        Not ``paced``: the schedule stays; the caller sends each overdue ID once at once.
+        ``paced`` (an inverter that wants the set's spacing between any two frames): nothing is
+        sent back-to-back; the schedule is shifted so that the ID unsent for longest goes first,
+        no earlier than ``now`` nor than one spacing after the last frame sent, and every other
+        ID follows in its order, within a cycle. No ID then waits longer than a cycle plus the
+        time from the oldest unsent due time to the first frame.
+        """
+        unsent = [self.next_due(i, until) for i, until in enumerate(sent_until)]
+        overdue = [i for i, due in enumerate(unsent) if due <= now]
+        if not paced or not overdue:
+            return self, overdue, now
+        last_sent = max(due - self.cycle_s for due in unsent)
+        start = max(now, last_sent + self.spacing_s)
+        first = min(unsent[i] for i in overdue)
+        # The shifted schedule has a due time at ``start`` and none in the half spacing before it.
+        return self._replace(t0=self.t0 + (start - first)), [], start - self.spacing_s / 2
 
     def as_dict(self) -> Dict:
         return {"t0": self.t0, "cycle_s": self.cycle_s, "ids": list(self.ids)}
@@ -38,55 +80,151 @@ class Schedule(NamedTuple):
         return cls(value["t0"], value["cycle_s"], tuple(value["ids"]))
 
 
-class CyclicFrameSet:
-    """The periodic tasks of one frame set on one bus."""
+def known_sent_until(wire: Optional[Dict], alive_until: Optional[float] = None) -> Optional[List[float]]:
+    """Per ID, the time up to which every due time was sent, from a sender's ``wire`` record.
 
-    def __init__(self, bus: can.BusABC, schedule: Schedule):
+    An ID on the wire went on being sent as long as its sender lived: up to ``alive_until`` (the
+    last moment that sender is known alive) but not past its lease, or, when that is not known,
+    only up to its first confirmed frame. None when there is no record.
+    """
+    if not wire:
+        return None
+    if alive_until is not None and wire.get("lease_until") is not None:
+        alive_until = min(alive_until, wire["lease_until"])
+    return [max(until, alive_until) if on and alive_until is not None else until
+            for on, until in zip(wire["on"], wire["until"])]
+
+
+class CyclicFrameSet:
+    """The periodic tasks of one frame set on one bus.
+
+    ``paced``: catch-ups keep the set's spacing (see ``Schedule.resume``). ``on_change()`` is
+    called whenever the ``wire`` record changes, so the owner can publish it at once.
+    ``clock``: the monotonic clock the schedule's times are on. ``lease_s`` (0: none): how long
+    kernel tasks go on sending without an ``update()``, rounded down to whole cycles (at least one).
+    """
+
+    def __init__(self, bus: can.BusABC, schedule: Schedule, paced: bool = False,
+                 on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
+                 lease_s: float = 0.0):
         self.bus = bus
         self.schedule = schedule
+        self.paced = paced
+        self.on_change = on_change
+        self.clock = clock
         self._tasks: Dict[int, can.broadcastmanager.CyclicSendTaskABC] = {}
+        self._first_sent: Dict[int, threading.Event] = {}
+        self._send_lock = threading.Lock()
         self._data: Dict[int, bytes] = {}
+        self._until: List[float] = []
+        self._lease_frames = max(1, int(lease_s / schedule.cycle_s + ROUNDING)) \
+            if lease_s and kernel_periodic(bus) else 0
+        # Every ID's task sends at least up to here (its last leased frame is later); None: no lease yet.
+        self._leased_until: Optional[float] = None
 
-    def start(self, frames: List[Frame], after: float, wait: Callable[[float], bool]) -> bool:
-        """Take over the cadence as of ``after``: an ID whose due time has passed since then is
-        sent once at once, and every ID's periodic task starts at its next due time, so the
-        schedule's phase is kept for whoever takes over next.
+    @property
+    def wire(self) -> Dict:
+        """Per ID: ``on``, its task's first frame is confirmed sent, so it is sent while this
+        process lives, but not past ``lease_until`` (None: no lease); ``until``, every due time up
+        to it is known sent."""
+        on = [index in self._tasks and self._first_sent[index].is_set() for index in range(len(self._until))]
+        return {"on": on, "until": list(self._until), "lease_until": self._leased_until}
+
+    def start(self, frames: List[Frame], sent_until: Sequence[float], wait: Callable[[float], bool]) -> bool:
+        """Take over the cadence from a previous sender that sent ID i's due times up to
+        ``sent_until[i]``: overdue IDs are caught up (see ``Schedule.resume``) and every ID's
+        periodic task starts at its next due time, so the phase is kept for whoever takes over
+        next.
 
         ``wait(seconds)`` sleeps between starts and returns True to abort; the caller uses it
         to keep beating. Returns False when aborted (nothing is left running then).
         """
         self._check(frames)
-        start_at = time.monotonic()     # due times up to here are sent once, later ones by the tasks
-        for index in range(len(frames)):
-            if self.schedule.next_due(index, after) <= start_at:
-                self.bus.send(to_message(frames[index]))
-        order = sorted(range(len(frames)), key=lambda i: self.schedule.next_due(i, start_at))
-        for index in order:
-            delay = self.schedule.next_due(index, start_at) - time.monotonic()
+        try:
+            return self._start(frames, sent_until, wait)
+        except BaseException:
+            self.stop()     # nothing half-started is left sending
+            raise
+
+    def _start(self, frames: List[Frame], sent_until: Sequence[float], wait: Callable[[float], bool]) -> bool:
+        now = self.clock()
+        self.schedule, overdue, begin = self.schedule.resume(sent_until, now, self.paced)
+        first = {i: self.schedule.next_due(i, begin) for i in range(len(frames))}
+        # On the schedule it goes on with, every ID is covered up to one cycle before its first
+        # periodic frame (a shifted schedule's due times are not the previous sender's), but an
+        # overdue one only once it is caught up.
+        self._until = [sent_until[i] if i in overdue else first[i] - self.schedule.cycle_s
+                       for i in range(len(frames))]
+        self.on_change()
+        for index in overdue:
+            self.bus.send(to_message(frames[index]))
+            self._until[index] = now
+            self.on_change()
+        for index in sorted(first, key=first.get):
+            delay = first[index] - self.clock()
             if delay > 0 and wait(delay):
                 self.stop()
                 return False
             frame = frames[index]
-            self._tasks[index] = self.bus.send_periodic(to_message(frame), self.schedule.cycle_s)
+            started_at = self.clock()
+            self._tasks[index], self._first_sent[index] = start_periodic(
+                self.bus, to_message(frame), self.schedule.cycle_s, self._send_lock, timeout=self.schedule.spacing_s,
+                lease_frames=self._lease_frames)
+            if self._lease_frames and self._leased_until is None:
+                self._leased_until = started_at + self._leased_cycles_s
             self._data[index] = frame.data
+            if self._first_sent[index].is_set():
+                self._until[index] = first[index]
+            self.on_change()
         return True
 
-    def update(self, frames: List[Frame]) -> None:
-        """Change the data in place; the timing stays as it is."""
+    def update(self, frames: List[Frame]) -> bool:
+        """Change the data in place (the timing stays as it is) and renew the lease.
+
+        False when the lease may have lapsed (this process was stopped for about as long): the
+        set is then stopped, its wire record says up to when each ID was sent, and the owner
+        starts a new set from there, as a taker would. The owner publishes the wire record.
+        """
         self._check(frames)
+        if self._lease_frames:
+            now = self.clock()
+            # A renewal must reach every task before its last leased frame: half a cycle of margin.
+            if self._leased_until is None or now >= self._leased_until - self.schedule.cycle_s / 2:
+                self.stop()
+                return False
+            for index, task in self._tasks.items():
+                update_periodic(task, to_message(frames[index]), self._lease_frames)
+                self._data[index] = frames[index].data
+            self._leased_until = now + self._leased_cycles_s
+            return True
         for index, task in self._tasks.items():
             if frames[index].data != self._data[index]:
-                task.modify_data(to_message(frames[index]))
+                update_periodic(task, to_message(frames[index]))
                 self._data[index] = frames[index].data
+        return True
+
+    @property
+    def _leased_cycles_s(self) -> float:
+        """After a task is started or renewed at t, every due time up to t plus this is sent."""
+        return (self._lease_frames - 1) * self.schedule.cycle_s
 
     def stop(self) -> None:
-        for task in self._tasks.values():
+        """Stop every task; the wire record then says up to when each ID was sent."""
+        stopped_at = self.clock()
+        if self._leased_until is not None:
+            stopped_at = min(stopped_at, self._leased_until)     # a lapsed lease ended the frames earlier
+        for index, task in self._tasks.items():
+            if self._first_sent[index].is_set():
+                self._until[index] = max(self._until[index], stopped_at)
             try:
                 task.stop()
             except can.CanError:
                 pass  # the socket may already be gone with its link; nothing is sending then
         self._tasks.clear()
+        self._first_sent.clear()
         self._data.clear()
+        self._leased_until = None
+        self.on_change()
 
     @property
     def running(self) -> bool:

@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 packages="python3 python3-venv python3-pip python3-dbus python3-gi dbus-daemon"
 requirements=requirements.txt
 if [ "${1:-}" = "--dev" ]; then
-    packages="$packages can-utils shellcheck"
+    # chromium + chromium-driver + python3-selenium: the web console's tests drive a real headless
+    # browser through the system chromedriver (no browser download)
+    # mosquitto: the MQTT battery source's tests start a real broker on a free localhost port
+    # python3-lxml: Victron's localsettings (../shared/peers/victron), which the Venus tests start
+    packages="$packages can-utils shellcheck chromium chromium-driver python3-selenium mosquitto python3-lxml"
     requirements="requirements-dev.txt"
 fi
 

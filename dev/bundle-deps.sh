@@ -9,6 +9,9 @@
 # newer, up to the next set. Each lands in VENDOR_DIR/pyXY/ with a SHA256SUMS file that
 # install.sh verifies. Set PYTHON to choose the interpreter whose pip downloads (default
 # python3); the device's Python version is given to pip, not taken from the host.
+#
+# The same pins give the same bytes: a wheel is PyPI's file, or built here from the sdist
+# with fixed time stamps, so dev/release.sh makes the same archive twice.
 set -eu
 
 project_dir=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,8 +42,13 @@ for requirements in "$requirements_dir"/py*.txt; do
         --requirement "$requirements" --dest "$set_dir"
     for archive in "$set_dir"/*.tar.gz "$set_dir"/*.zip; do
         [ -e "$archive" ] || continue
-        "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
-            --wheel-dir "$set_dir" "$archive"
+        # msgpack publishes only compiled wheels: MSGPACK_PUREPYTHON builds its own pure-Python
+        # implementation (msgpack.fallback) into a py3-none-any wheel. SOURCE_DATE_EPOCH: the
+        # wheel's zip time stamps (1980-01-01, the earliest zip has), not the time of the build.
+        # --use-pep517: built in isolation with the build tools the package asks for, also by a
+        # pip without the wheel package (a Python 3.8 venv's).
+        MSGPACK_PUREPYTHON=1 SOURCE_DATE_EPOCH=315532800 "$python" -m pip wheel --quiet \
+            --disable-pip-version-check --no-deps --use-pep517 --wheel-dir "$set_dir" "$archive"
         rm "$archive"
     done
     for wheel in "$set_dir"/*; do

@@ -41,6 +41,7 @@ ACTIVE = "active"
 # At a cold start, before any peer frame was seen, node n listens (n - 1) x this much longer
 # than node 1: two devices powered up together never take over at the same moment.
 STARTUP_STAGGER_S = 0.5
+BUS_RETRY_S = 5.0       # how often a bus that could not be opened is tried again
 
 # Heartbeat, 8 bytes: magic, node id, priority, role (0 standby, 1 active), flags (bit 0
 # ready, bit 1 fresh, bit 2 preempt), epoch (u16 little endian), instance.
@@ -339,7 +340,12 @@ class _Receiver(can.Listener):
 
 class HotStandby:
     """The arbiter on the supervisor's own socket: kernel filters for the profile's BMS ids and
-    the heartbeat id, a Notifier to hear them, the heartbeat as a periodic task."""
+    the heartbeat id, a Notifier to hear them, the heartbeat as a periodic task.
+
+    A bus that cannot be opened (a USB adapter not yet present at boot) is reported in the
+    status and tried again every ``BUS_RETRY_S``; until it opens this device stays standby (it
+    cannot hear whether another one is active), and its listening starts when it opens.
+    """
 
     def __init__(self, cfg, log):
         section = cfg.standby
@@ -347,19 +353,48 @@ class HotStandby:
         self.log = log
         self.profile = profiles.get(cfg.inverter.profile)
         self.heartbeat_id = section.heartbeat_id if section.heartbeat else None
-        self.arbiter = Arbiter(section.node_id, section.priority, section.takeover_s, section.preempt,
-                               instance=random.randint(1, 255), now=time.monotonic())
+        self._instance = random.randint(1, 255)
+        self.arbiter = self._new_arbiter(time.monotonic())
         self._lock = threading.Lock()
         self._observed: Dict[int, Tuple[bytes, float]] = {}     # the peer's last frame of each id
-        filters = [standard_filter(frame_id) for frame_id in self.profile.frame_ids]
+        self._filters = [standard_filter(frame_id) for frame_id in self.profile.frame_ids]
         if self.heartbeat_id is not None:
-            filters.append(standard_filter(self.heartbeat_id))
-        self.bus = open_bus(cfg, filters)
+            self._filters.append(standard_filter(self.heartbeat_id))
+        self.bus = self.notifier = None
+        self.bus_error: Optional[str] = None
+        self._next_open = 0.0
         self._beat_task = None
         self._beat_data = b""
         self._duplicate_logged = False
+        self._keep_open(time.monotonic())
+
+    def _new_arbiter(self, now: float) -> Arbiter:
+        section = self.cfg.standby
+        return Arbiter(section.node_id, section.priority, section.takeover_s, section.preempt,
+                       instance=self._instance, now=now)
+
+    def _keep_open(self, now: float) -> bool:
+        """Open the bus unless it is open; True when it is. A failure is logged once and retried."""
+        if self.bus is not None:
+            return True
+        if now < self._next_open:
+            return False
+        try:
+            self.bus = open_bus(self.cfg, self._filters)
+        except (OSError, can.CanError) as error:
+            self._next_open = now + BUS_RETRY_S
+            if str(error) != self.bus_error:
+                self.log.error("hot standby: cannot open %s %s: %s; standby until it opens, trying every %g s",
+                               self.cfg.can.interface, self.cfg.can.channel, error, BUS_RETRY_S)
+            self.bus_error = str(error)
+            return False
+        if self.bus_error is not None:
+            self.log.warning("hot standby: %s %s opened: listening", self.cfg.can.interface, self.cfg.can.channel)
+            self.arbiter = self._new_arbiter(now)       # nothing was heard until now
+        self.bus_error = None
         self.notifier = can.Notifier(self.bus, [_Receiver(self)], timeout=0.5)
         self._send_beat()
+        return True
 
     def receive(self, msg: can.Message, now: float) -> None:
         if msg.is_error_frame or msg.is_remote_frame or msg.is_extended_id:
@@ -377,6 +412,8 @@ class HotStandby:
     def update(self, now: float, ready: bool, fresh: bool, sending: bool) -> Optional[Transition]:
         """Re-decide the role (``ready``: our own decision exists; the peer's last frames also
         make us ready) and keep the heartbeat current."""
+        if not self._keep_open(now):
+            return None
         with self._lock:
             change = self.arbiter.update(now, ready or self._observed_complete(), fresh, sending)
             duplicate = self.arbiter.duplicate_heard(now)
@@ -422,13 +459,13 @@ class HotStandby:
             status = self.arbiter.status(now)
         age = status.pop("last_takeover_age_s")
         status.update(enabled=True, heartbeat_id=None if self.heartbeat_id is None else "0x%03X" % self.heartbeat_id,
-                      takeover_s=self.cfg.standby.takeover_s,
+                      takeover_s=self.cfg.standby.takeover_s, bus_error=self.bus_error,
                       last_takeover_at=None if age is None else round(time.time() - age, 3))
         return status
 
     def _send_beat(self, leaving: bool = False) -> None:
         """Keep the heartbeat task's data current; a change also goes out at once."""
-        if self.heartbeat_id is None:
+        if self.heartbeat_id is None or self.bus is None:
             return
         with self._lock:
             data = encode_beat(self.arbiter.own_beat(leaving))
@@ -447,6 +484,8 @@ class HotStandby:
 
     def close(self) -> None:
         """Say we are leaving (a peer takes over at once), then stop. Call once our frames have stopped."""
+        if self.bus is None:
+            return
         self._send_beat(leaving=True)
         self.notifier.stop()
         if self._beat_task is not None:

@@ -1,15 +1,38 @@
 """The status file: everything a person or a script needs to know about the running daemon."""
+import functools
 import os
 import time
+from typing import Optional
 
 from protocol import DecodeError
 from protocol.frame import Frame
+from venus.dvcc import status as dvcc_status
 
 BATTERY_VALUES = ("voltage_v", "current_a", "soc_pct", "temperature_c", "cell_min_v", "cell_max_v", "service")
 
 
 def _age(slot: dict, key: str, now: float):
     return None if not slot or slot.get(key) is None else round(now - slot[key], 3)
+
+
+@functools.lru_cache(maxsize=1)
+def boot_id() -> Optional[str]:
+    """This boot's id: a monotonic time from the status means the same to `check` only on it."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def storage_health(path: str, health: Optional[dict], now: float) -> Optional[dict]:
+    """How writing ``path`` goes: a writer's counters with the age of its failures (monotonic
+    ``now``) instead of their start."""
+    if health is None:
+        return None
+    shown = {key: value for key, value in health.items() if key != "failing_since"}
+    shown.update(path=path, failing_for_s=_age(health, "failing_since", now))
+    return shown
 
 
 def decoded_frames(frames_json, profile) -> list:
@@ -34,6 +57,8 @@ def build_status(sup, version: str) -> dict:
                                             "state": "unknown"}
     failsafe = state.read("failsafe") or {"engaged": False}
     frames_slot = state.read("frames") or {}
+    charge_state = state.read("charge_state") or {}
+    dvcc = state.read("dvcc")
     now = time.monotonic()      # after the reads: no age comes out negative
     workers = {}
     for name, handle in sup.workers.items():
@@ -41,6 +66,8 @@ def build_status(sup, version: str) -> dict:
         own_beat = beat if beat and handle.process is not None and beat.get("pid") == handle.process.pid else None
         entry = {"pid": handle.process.pid if handle.process is not None else None, "alive": handle.alive,
                  "state": handle.state, "restarts": handle.restarts, "last_exit": handle.last_exit,
+                 "recent_restarts": len(handle.recent),      # within restart_period_s, at its last exit
+                 "shm_read_failures": (own_beat or {}).get("shm_read_failures", 0),
                  "last_heartbeat_age_s": _age(own_beat, "t", now), "rss_bytes": None, "cpu_percent": None}
         if handle.alive and handle.metrics is not None:
             entry.update(handle.metrics.read())
@@ -60,6 +87,8 @@ def build_status(sup, version: str) -> dict:
         "version": version,
         "pid": os.getpid(),
         "written_at": time.time(),
+        "written_monotonic": now,
+        "boot_id": boot_id(),
         "uptime_s": round(now - sup.started, 3),
         "role": sup.role,
         "standby": sup.standby.status(now) if sup.standby is not None else {"enabled": False},
@@ -67,7 +96,8 @@ def build_status(sup, version: str) -> dict:
         "battery": dict({k: battery.get(k) for k in BATTERY_VALUES}, age_s=_age(battery, "updated", now)),
         "inverter": {"link": link, "last_seen_age_s": seen_age, "values": inverter.get("fields", {}),
                      "shutdown_requested": inverter.get("shutdown_requested", False),
-                     "gx_seen_age_s": inverter.get("gx_seen_age_s")},
+                     "gx_seen_age_s": inverter.get("gx_seen_age_s"),
+                     "foreign_transmitter": inverter.get("foreign_transmitter")},
         "decision": {"phase": frames_slot.get("phase"), "reasons": frames_slot.get("reasons"),
                      "freshness": frames_slot.get("freshness"), "age_s": _age(frames_slot, "written", now)},
         "failsafe": {"engaged": bool(failsafe.get("engaged")),
@@ -82,22 +112,28 @@ def build_status(sup, version: str) -> dict:
                            "error_frames": inverter.get("error_frames", 0),
                            "receive_errors": inverter.get("receive_errors", 0)}},
         "frames": decoded_frames(sending, sup.failsafe.profile),
+        "dvcc": dvcc_status(dvcc, now),
+        "storage": {
+            "status_file": storage_health(sup.cfg.status.file, sup.status_writer.health(sup.cfg.status.file), now),
+            "charge_state": storage_health(sup.cfg.state.charge_file, charge_state.get("storage"), now)},
+        "shm_read_failures": sum(state.read_failures.values()),     # the supervisor's, answered with the last good value
     }
 
 
 def format_status(status: dict, cfg) -> str:
     """The status for a person: one line per part, worst news first."""
-    from health.check import problems
+    from health.check import problems, warnings
     lines = []
     reasons = problems(status, cfg)
     lines.append("pylon-venus %s (pid %d), up %.0f s, %s: %s" % (
         status["version"], status["pid"], status["uptime_s"], status["role"],
         "HEALTHY" if not reasons else "UNHEALTHY"))
     lines.extend("  ! " + reason for reason in reasons)
+    lines.extend("  ~ " + warning for warning in warnings(status))
     for name, worker in status["workers"].items():
         lines.append("  worker %-15s %-8s pid %-7s restarts %-3d heartbeat %s s  rss %s  cpu %s%%" % (
             name, worker["state"], worker["pid"], worker["restarts"], worker["last_heartbeat_age_s"],
-            _mib(worker["rss_bytes"]), worker["cpu_percent"]))
+            _mib(worker["rss_bytes"]), "unknown " if worker["cpu_percent"] is None else "%.1f" % worker["cpu_percent"]))
     battery = status["battery"]
     lines.append("  battery  %s V  %s A  SoC %s %%  %s degC  (age %s s, from %s)" % (
         battery["voltage_v"], battery["current_a"], battery["soc_pct"], battery["temperature_c"],
@@ -110,6 +146,11 @@ def format_status(status: dict, cfg) -> str:
     lines.append("  can      %s %s %s, tx %s rx %s, errors %s" % (can["interface"], can["channel"], can["state"],
                                                                    can["tx_frames"], can["rx_frames"], can["errors"]))
     lines.append("  failsafe %s" % ("ENGAGED" if status["failsafe"]["engaged"] else "standing by"))
+    dvcc = status.get("dvcc") or {}
+    in_force = {field: value for field, value in (dvcc.get("limits") or {}).items() if value is not None}
+    lines.append("  dvcc     mode %s, in force %s, written %s s ago%s" % (
+        dvcc.get("mode"), in_force or "none", dvcc.get("age_s") or "-",
+        ", expired %s" % ", ".join(dvcc["expired"]) if dvcc.get("expired") else ""))
     standby = status.get("standby") or {}
     if standby.get("enabled"):
         peer = standby["peer"]

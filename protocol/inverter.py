@@ -28,6 +28,8 @@ INVERTER_FIELDS = (
     "relay_state", "ac_in_relay_closed", "ac_in_voltage_valid",
     # commands
     "shutdown_requested",
+    # Pylon HV requests (0x4200 byte 0) and control commands (0x8200/0x8210/0x8240 byte 0, 0x8210 byte 1)
+    "poll_request", "sleep_command", "relay_charge_command", "relay_discharge_command", "mask_comm_loss",
 )
 
 MAX_STANDARD_ID = 0x7FF

@@ -1,7 +1,8 @@
 """Byte layouts of CAN frames: each part of a frame encodes and decodes itself.
 
 A frame is a fixed-length byte string built from parts at fixed offsets, little endian.
-Numbers are rounded to the field's resolution and clamped to its range, never wrapped. A
+Numbers are rounded to the field's resolution and clamped to its range, never wrapped (a
+profile first replaces a limit that clamping would loosen, see ``Profile.encode``). A
 missing value (None, NaN or infinite) becomes the field's "not available" code, or a
 ValueError where the protocol has none. The same parts read a frame back into a dict, so a
 profile's encoder and decoder cannot drift apart.
@@ -85,6 +86,10 @@ class Field(NamedTuple):
             if invalid == high:
                 high -= 1
         return low, high
+
+    def physical_range(self) -> Tuple[float, float]:
+        """The lowest and highest value the field can carry."""
+        return tuple(sorted(self.physical(raw) for raw in self.raw_range()))
 
     def to_raw(self, value: float) -> int:
         low, high = self.raw_range()

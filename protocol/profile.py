@@ -1,5 +1,6 @@
 """One inverter family: the BMS frames it reads, the frames it sends, and its quirks."""
 import copy
+import math
 from typing import Any, Dict, List, Sequence, Tuple
 
 from protocol.decoded import Decoded
@@ -17,13 +18,26 @@ class Profile:
     ``inverter_frames``: what the inverter sends; ``rx_filters`` let exactly those through.
     ``manufacturer_prefix``: what every 0x35E name must start with (Deye: "PYLON").
     ``min_keepalive_timeout_s``: the shortest link-supervision timeout the inverter tolerates.
+    ``min_frame_spacing_s``: the shortest interval the inverter accepts between two BMS frames
+    (SMA's inhibit time); the frames spread evenly over the cycle must keep it, and a sender
+    taking over then shifts the cadence instead of catching up back-to-back.
+    ``transport``: "broadcast" (the frame set on a cadence) or "polled" (answers to the
+    inverter's requests, see ``protocol/pylon_hv.py``).
     """
+
+    transport = "broadcast"
+    name_length = NAME_LENGTH       # the longest manufacturer name its frames carry
 
     def __init__(self, name: str, frames: Sequence[Layout], inverter_frames: Sequence[Layout],
                  rx_filters: Sequence[Dict[str, Any]], default_manufacturer: str = "PYLON",
-                 cycle_s: float = 1.0, manufacturer_prefix: str = "", min_keepalive_timeout_s: float = 0.0):
+                 cycle_s: float = 1.0, manufacturer_prefix: str = "", min_keepalive_timeout_s: float = 0.0,
+                 min_frame_spacing_s: float = 0.0):
         self.name = name
         self.cycle_s = cycle_s
+        self.min_frame_spacing_s = min_frame_spacing_s
+        if cycle_s / len(frames) < min_frame_spacing_s * (1 - 1e-9):
+            raise ValueError("profile %s: %d frames every %g s are closer than its minimum spacing of %g s"
+                             % (name, len(frames), cycle_s, min_frame_spacing_s))
         self.manufacturer_prefix = manufacturer_prefix
         self.min_keepalive_timeout_s = min_keepalive_timeout_s
         self._frames = tuple(frames)
@@ -45,6 +59,14 @@ class Profile:
         """python-can receive filters for the inverter frames (a fresh copy each time)."""
         return copy.deepcopy(self._rx_filters)
 
+    def sendable_range(self, attribute: str) -> Tuple[float, float]:
+        """The lowest and highest value of report ``attribute`` that this profile's frames carry."""
+        ranges = [part.physical_range() for layout in self._frames for part in layout.parts
+                  if hasattr(part, "physical_range") and part.name == attribute and part.sent]
+        if not ranges:
+            raise ValueError("profile %s sends no %s" % (self.name, attribute))
+        return max(low for low, _ in ranges), min(high for _, high in ranges)
+
     def check_manufacturer(self, manufacturer: str) -> str:
         """The 0x35E name to send: ``manufacturer``, or the profile's default when empty.
 
@@ -55,16 +77,23 @@ class Profile:
         return self._validated(manufacturer or self.default_manufacturer)
 
     def _validated(self, name: str) -> str:
-        if not (0 < len(name) <= NAME_LENGTH and all(" " <= char <= "~" for char in name)):
+        if not (0 < len(name) <= self.name_length and all(" " <= char <= "~" for char in name)):
             raise ValueError("manufacturer = %r is not allowed: expected 1 to %d printable ASCII characters"
-                             % (name, NAME_LENGTH))
+                             % (name, self.name_length))
         if not name.startswith(self.manufacturer_prefix):
             raise ValueError("manufacturer = %r is not allowed for profile %s: the inverter only accepts "
                              "names starting with %r" % (name, self.name, self.manufacturer_prefix))
         return name
 
+    def for_pack(self, cell_count: int) -> "Profile":
+        """This profile for a pack of ``cell_count`` cells in series (the LV frames do not carry it)."""
+        return self
+
     def encode(self, report: BatteryReport, manufacturer: str = "") -> List[Frame]:
         """The whole BMS frame set, always the same ids in the same order."""
+        return self._encode(report, manufacturer, self._frames)
+
+    def _encode(self, report: BatteryReport, manufacturer: str, layouts: Sequence[Layout]) -> List[Frame]:
         if not isinstance(report, BatteryReport):
             raise TypeError("encode needs a BatteryReport, not %s" % type(report).__name__)
         for attribute, allowed in (("protection", PROTECTIONS), ("alarm", ALARMS)):
@@ -72,10 +101,30 @@ class Profile:
             if unknown:
                 raise ValueError("report.%s has unknown flags %s: allowed are %s"
                                  % (attribute, ", ".join(unknown), ", ".join(allowed)))
-        values = report._asdict()
+        safe = self._never_loosened(report)
+        values = safe._asdict()
         values["manufacturer"] = self.check_manufacturer(manufacturer)
-        values["soc_hires_pct"] = report.soc_pct
-        return [layout.encode(values) for layout in self._frames]
+        values.update(self._derived(safe))
+        return [layout.encode(values) for layout in layouts]
+
+    def _derived(self, report: BatteryReport) -> Dict[str, Any]:
+        """Values the frames carry beyond the report's attributes."""
+        return {"soc_hires_pct": report.soc_pct}
+
+    def _never_loosened(self, report: BatteryReport) -> BatteryReport:
+        """Fields clamp out-of-range values to what they carry, which tightens every limit but two:
+        a CVL below the lowest sendable one would be raised and a DVL above the highest one
+        lowered. Such a report is sent as the nearest safe frame instead: that CVL with charging
+        stopped (and its requests withdrawn), that DVL with discharging stopped."""
+        changes: Dict[str, Any] = {}
+        lowest_cvl = self.sendable_range("charge_voltage_v")[0]
+        if _is_number(report.charge_voltage_v) and report.charge_voltage_v < lowest_cvl:
+            changes.update(charge_voltage_v=lowest_cvl, charge_current_a=0.0, charge_enable=False,
+                           force_charge_1=False, force_charge_2=False, full_charge=False)
+        highest_dvl = self.sendable_range("discharge_voltage_v")[1]
+        if _is_number(report.discharge_voltage_v) and report.discharge_voltage_v > highest_dvl:
+            changes.update(discharge_voltage_v=highest_dvl, discharge_current_a=0.0, discharge_enable=False)
+        return report._replace(**changes) if changes else report
 
     def decode(self, frame: Frame) -> Decoded:
         """A BMS or inverter frame of this profile; a foreign id gives the name "unknown".
@@ -89,3 +138,8 @@ class Profile:
 
     def __repr__(self) -> str:
         return "Profile(%r)" % self.name
+
+
+def _is_number(value: Any) -> bool:
+    """A finite number; anything else is left to the field, which refuses it or sends "not available"."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -21,7 +21,9 @@ SOC_HIRES = Field("soc_hires_pct", 4, U16, 0.01, low=0, high=100)  # SMA / Victr
 # 0x356; current positive = charging (captures: negative while discharging, §2.3)
 VOLTAGE = Field("voltage_v", 0, S16, 0.01)
 CURRENT = Field("current_a", 2, S16, 0.1)
-TEMPERATURE = Field("temperature_c", 4, S16, 0.1)
+# No "not available" code: an unknown battery temperature is sent as temperature_max_c, which
+# the engine then fills with battery.assumed_temperature_c.
+TEMPERATURE = Field("temperature_c", 4, S16, 0.1, fallback="temperature_max_c")
 
 # 0x359 tables 1-4 (§2.4): (byte, bit); system error / internal communication fail at bit 3.
 PROTECTION_BITS = FlagBits("protection", PROTECTIONS, {
@@ -43,8 +45,10 @@ MANUFACTURER_NAME = Text("manufacturer", 0, 8)
 
 LIMITS = Layout(0x351, "limits", 8, (CHARGE_VOLTAGE, CHARGE_CURRENT, DISCHARGE_CURRENT, DISCHARGE_VOLTAGE),
                 min_length=6)
-STATE_OF_CHARGE = Layout(0x355, "state_of_charge", 4, (SOC, SOH))
-MEASUREMENTS = Layout(0x356, "measurements", 6, (VOLTAGE, CURRENT, TEMPERATURE))
+# The minimum lengths are those of V1.2, explicit so that a variant that lengthens a frame for
+# its own optional fields still reads a US5000's shorter one.
+STATE_OF_CHARGE = Layout(0x355, "state_of_charge", 4, (SOC, SOH), min_length=4)
+MEASUREMENTS = Layout(0x356, "measurements", 6, (VOLTAGE, CURRENT, TEMPERATURE), min_length=6)
 PROTECTION_ALARM = Layout(0x359, "protection_alarm", 7, (PROTECTION_BITS, ALARM_BITS, MODULES, Constant(5, b"PN")),
                           min_length=5)
 REQUESTS = Layout(0x35C, "requests", 2, (REQUEST_BITS,), min_length=1)

@@ -19,25 +19,27 @@ LIMITS = Layout(0x351, "limits", 8, (
     pylon.DISCHARGE_CURRENT._replace(low=0, high=1200, invalid=INVALID_SIGNED),
     pylon.DISCHARGE_VOLTAGE._replace(low=41, high=48, invalid=INVALID_UNSIGNED)))
 
-# 0x355 with HiResSOC, which the SI prefers when present
+# 0x355 with HiResSOC, which the SI prefers when present (optional: a V1.2 Pylon sends 4 bytes)
 STATE_OF_CHARGE = Layout(0x355, "state_of_charge", 6, (
     pylon.SOC._replace(invalid=INVALID_UNSIGNED),
     pylon.SOH._replace(invalid=INVALID_UNSIGNED),
-    pylon.SOC_HIRES._replace(invalid=INVALID_UNSIGNED)))
+    pylon.SOC_HIRES._replace(invalid=INVALID_UNSIGNED)), min_length=pylon.STATE_OF_CHARGE.min_length)
 
 # 0x356: an unknown temperature is sent invalid, the SI then uses its default (25 degC)
-TEMPERATURE_OR_INVALID = pylon.TEMPERATURE._replace(missing=INVALID_SIGNED, invalid=INVALID_SIGNED)
+TEMPERATURE_OR_INVALID = pylon.TEMPERATURE._replace(missing=INVALID_SIGNED, invalid=INVALID_SIGNED, fallback=None)
 MEASUREMENTS = Layout(0x356, "measurements", 6, (
     pylon.VOLTAGE._replace(invalid=INVALID_SIGNED),
     pylon.CURRENT._replace(invalid=INVALID_SIGNED),
     TEMPERATURE_OR_INVALID))
 
-# 0x35F: this bridge knows only the capacity; SMA requires unused fields to be invalid.
+# 0x35F: this bridge knows only the capacity; SMA requires unused fields to be invalid. The
+# fields are independent: a shorter frame gives those it holds whole.
 SYSTEM_INFO = Layout(0x35F, "system_info", 8, (
     Field("battery_type", 0, U16, 1, missing=INVALID_UNSIGNED, invalid=INVALID_UNSIGNED, sent=False),
     Field("bms_version", 2, U16, 1, missing=INVALID_UNSIGNED, invalid=INVALID_UNSIGNED, sent=False),
     Field("capacity_ah", 4, U16, 1, low=0, missing=INVALID_UNSIGNED, invalid=INVALID_UNSIGNED),
-    Field("manufacturer_id", 6, U16, 1, missing=INVALID_UNSIGNED, invalid=INVALID_UNSIGNED, sent=False)))
+    Field("manufacturer_id", 6, U16, 1, missing=INVALID_UNSIGNED, invalid=INVALID_UNSIGNED, sent=False)),
+    min_length=2)
 
 # 0x35A: 16 alarm items in bytes 0-3, the same 16 as warnings in bytes 4-7, two bits each
 # ([SMA-TI] §5.3, §7; [MG] §1.4.2). Item k uses bits 2k (raised) and 2k+1 (cleared).

@@ -3,11 +3,13 @@ and a deficit discharges it, within CCL/DCL, the enable bits, DVL, and a CV cont
 backs the charge current off as the pack voltage reaches CVL. Whatever the battery may not
 take or give is exchanged with the grid. A force- or full-charge request makes it charge
 from the grid at up to CCL. It sends its keep-alive once a second (the lead's simulator
-puts that on the bus when ``keepalive_due`` says so).
+puts that on the bus when ``keepalive_due`` says so); an HV inverter polls instead (``requests``).
 """
 import math
-from typing import Optional
+from typing import List, Optional
 
+from protocol.frame import Frame
+from protocol.pylon_hv import ENSEMBLE_REQUEST, EQUIPMENT_REQUEST, REQUEST_ID
 from protocol.report import BatteryReport
 
 from simulation.profiles import Profile, constant, sunny_pv
@@ -22,6 +24,7 @@ class InverterModel:
         self.keepalive_interval_s = keepalive_interval_s
         self.current_a = 0.0
         self._next_keepalive_t: Optional[float] = None
+        self.ticks = 0                                  # keep-alives due so far
 
     @classmethod
     def from_config(cls, cfg) -> "InverterModel":
@@ -60,4 +63,20 @@ class InverterModel:
         if self._next_keepalive_t is not None and t_s < self._next_keepalive_t:
             return False
         self._next_keepalive_t = t_s + self.keepalive_interval_s
+        self.ticks += 1
         return True
+
+
+KEEPALIVE = Frame(0x305, bytes(8))
+EQUIPMENT_EVERY = 5         # an HV inverter asks for the pack's equipment data now and then
+
+
+def requests(transport: str, tick: int) -> List[Frame]:
+    """What the inverter sends at keep-alive number ``tick`` (from 1): a broadcast profile's
+    0x305, or a polled profile's 0x4200 poll, one a second as BE's inverter side does: the
+    equipment data at the first tick and every ``EQUIPMENT_EVERY``-th, else the ensemble
+    (PYLON_HV.md §3.1, §4; 29-bit, 8 bytes)."""
+    if transport != "polled":
+        return [KEEPALIVE]
+    request = EQUIPMENT_REQUEST if tick % EQUIPMENT_EVERY == 1 else ENSEMBLE_REQUEST
+    return [Frame(REQUEST_ID, bytes([request]) + bytes(7), True)]

@@ -45,7 +45,7 @@ def run_cli(trace_path: str, cfg, out: TextIO, err: TextIO, plot_path: Optional[
     (the trace cannot be read, has no usable header or no usable row) or the plot failed.
     """
     try:
-        with open(trace_path, newline="") as handle:
+        with open(trace_path, newline="", encoding="utf-8-sig") as handle:   # -sig: a spreadsheet's BOM
             results = list(replay(handle, cfg))
     except (OSError, UnicodeDecodeError) as error:
         err.write("%s: cannot be read: %s\n" % (trace_path, getattr(error, "strerror", None) or error))

@@ -190,12 +190,18 @@ class BatteryMonitorFollower:
     # ---- reading ---------------------------------------------------------------------------
 
     def _read_all(self, name: str) -> None:
-        """GetItems (velib since 2021); older services answer GetValue on '/' with a tree."""
+        """GetItems (velib since 2021); older services answer GetValue on '/' with a tree. The
+        answer is the whole service: a path it lacks (a probe removed) has no valid value."""
+        def whole(values):
+            complete = dict.fromkeys(FIELDS)
+            complete.update(values)
+            self._apply(name, complete)
+
         def items(reply):
-            self._apply(name, {path: item.get("Value") for path, item in reply.items()})
+            whole({str(path): item.get("Value") for path, item in reply.items()})
 
         def tree(reply):
-            self._apply(name, {"/" + str(path): value for path, value in reply.items()})
+            whole({"/" + str(path): value for path, value in reply.items()})
 
         def unreadable(error):
             self._rereading = False

@@ -4,6 +4,25 @@
   BMS publishes, so the simulation reads its battery exactly as a real system does.
 * ``BmsBatteryService``: our BMS decision as a battery service with ``/Info/*`` (what makes it a
   BMS for DVCC), ``/Io/AllowTo*`` and alarms; the measurements are the followed monitor's.
+
+It is a BMS, not a battery monitor, and says so with ``/Connected`` = 0: systemcalc's automatic
+battery monitor choice takes only connected services and prefers one with ``/Info/MaxChargeVoltage``,
+so with 1 it would pick this service over the SmartShunt and the monitor's time-to-go, consumed Ah
+and history would vanish from the GUI and VRM. DVCC's BMS choice does not look at ``/Connected``:
+"Controlling BMS" (automatic or chosen) still finds this service. What systemcalc's delegates read
+from a battery (dbus-systemcalc-py v2.256) and what this service publishes:
+
+* ``/Info/MaxChargeVoltage``, ``MaxChargeCurrent``, ``MaxDischargeCurrent``, ``BatteryLowVoltage``:
+  our decision before DVCC (publishing the bounded one would ratchet), invalid before the first;
+  ``/Info/ChargeRequest``: force charge requested.
+* ``/Dc/0/Voltage``, ``Current``, ``Power``, ``Temperature``, ``/Soc``, ``/System/MinCellVoltage``,
+  ``/System/MaxCellVoltage``: the followed monitor's values (DVCC's quirks and the GUI read them).
+* identity (``/DeviceInstance``, ``/ProductId`` 0xBA50 so no product quirk applies, ``/ProductName``,
+  ``/Mgmt/Connection``), ``/InstalledCapacity``, ``/Soh``; ``/Connected`` 0 (above).
+* absent: ``/ConsumedAmphours``, ``/TimeToGo``, ``/Capacity``, ``/History/*`` (the monitor's, which
+  stays the battery monitor), ``/Dc/1/Voltage``, ``/Capabilities/ChargeVoltageControl`` (our CVL is
+  a plain limit), ``/Sense/*`` (we take no sense values), ``/Settings/DischargeFloor``, ``/State``,
+  ``/CustomName``, ``/Mgmt/InsecureConnection``.
 """
 from typing import Dict, Optional
 
@@ -93,6 +112,7 @@ class BmsBatteryService:
             self.service.add_path(path, None)
         self.service.add_path("/InstalledCapacity", cfg.battery.capacity_ah)
         self.service.add_path("/Soh", cfg.battery.soh_pct)
+        self.service["/Connected"] = 0          # a BMS, not the battery monitor (module docstring)
 
     @property
     def name(self) -> str:

@@ -10,7 +10,8 @@ dbus-python is on every Venus image. This module speaks velib's wire protocol (V
   and the ``ItemsChanged`` signal;
 * invalid is an empty ``ai`` array, never a placeholder number;
 * ``SetValue`` returns 0 when accepted (also when unchanged), 1 when the path is not writeable
-  or the value cannot be coerced to its type, 2 when the owner's check rejects it;
+  or the value is not of its type (see ``coerce``), 2 when the owner's check rejects it; a
+  refused write changes nothing;
 * objects are exported first and the bus name is claimed last (``register``), so no consumer
   ever sees the name before ``/DeviceInstance`` and ``GetItems`` exist.
 """
@@ -71,6 +72,27 @@ def unwrap(value: Any):
     return value
 
 
+def coerce(kind: Optional[type], value: Any):
+    """A written value as ``kind``; ValueError when it is not one. D-Bus booleans arrive as ints
+    (``dbus.Boolean`` subclasses int) and are no number here; an int path takes an integral number
+    only (3.9, inf and nan are refused, never truncated); a float path takes any int or float, -0.0
+    as 0.0; None (invalid) passes for the owner's check to judge."""
+    if kind is None or value is None:
+        return value
+    if isinstance(value, bool):
+        if kind is bool:
+            return value
+    elif kind is float and isinstance(value, (int, float)):
+        return float(value) + 0.0          # -0.0 + 0.0 is 0.0
+    elif kind is int and isinstance(value, int):
+        return value
+    elif kind is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    elif kind not in (int, float) and isinstance(value, kind):
+        return value
+    raise ValueError("%r is not a %s" % (value, kind.__name__))
+
+
 def default_text(path: str, value: Any) -> str:
     """velib's GetText: '---' when invalid, /ProductId in hex, otherwise str()."""
     if value is None:
@@ -128,12 +150,11 @@ class _Item(dbus.service.Object):
     def SetValue(self, value):
         if not self.writeable:
             return 1
-        value = unwrap(value)
-        if self.kind is not None and value is not None:
-            try:
-                value = self.kind(value)
-            except (TypeError, ValueError):
-                return 1
+        try:
+            value = coerce(self.kind, unwrap(value))
+        except ValueError as error:
+            log.warning("write to %s refused: %s", self.path, error)
+            return 1
         if value == self.value:
             self.written_at = time.monotonic()
             return 0

@@ -59,14 +59,24 @@ def _typed(kind: type, value):
     return dbus.String(value)
 
 
+# Pack voltages: the SCHEMA range spans every pack from 12 V to HV; Venus's own check gets the
+# configured pack's (cell count x the cell limits, which config.py's cross-checks hold them to).
+PACK_VOLTAGES = ("charge.float_voltage_v", "charge.absorption_voltage_v", "charge.full_charge_voltage_v",
+                 "limits.discharge_voltage_v")
+
+
 def runtime_entries(cfg) -> List[dict]:
-    """The AddSettings entries of the runtime settings: default from cfg, min/max from the SCHEMA."""
+    """The AddSettings entries of the runtime settings: default from cfg, min/max from the SCHEMA
+    (for a pack voltage: the configured pack's range)."""
     entries = []
+    b = cfg.battery
     for key in runtime_keys():
         section, name = key.split(".", 1)
         rule = config.SCHEMA[section][name]
+        low, high = ((b.cell_count * b.cell_voltage_min_v, b.cell_count * b.cell_voltage_max_v)
+                     if key in PACK_VOLTAGES else (rule.low, rule.high))
         entries.append({"path": setting_path(key), "default": _typed(rule.kind, getattr(getattr(cfg, section), name)),
-                        "min": _typed(rule.kind, rule.low), "max": _typed(rule.kind, rule.high)})
+                        "min": _typed(rule.kind, low), "max": _typed(rule.kind, high)})
     return entries
 
 

@@ -3,13 +3,65 @@
 Every path exists, ``/DeviceInstance`` first, before the name is claimed. Values come from
 three places: the battery monitor (``/Dc/0/*``, ``/Soc``), the decision bms_tx sends
 (``/State``, ``/VebusChargeState``, alarms) and the inverter's own telemetry (AC paths: only
-the Sunny Island sends any; for other profiles they stay invalid, never zero). Venus writes
+the Sunny Island sends any; for other profiles they stay invalid, never zero; invalid again
+while the inverter link is down). Venus writes
 the DVCC limits, the user's charge current limit and ``/Mode``; ``on_write(path, value)`` is
-told of every accepted write.
+told of every accepted write. A limit that expired is withdrawn (``withdraw``): what the
+service shows is what is in force.
 
-Deliberately absent: ``/Interfaces/Mk2/*`` (systemcalc would refuse a vebus on a USB port as
-the main Multi, §6.1), ``/Hub4/*`` (no ESS control), ``/Devices/0/Assistants`` (systemcalc
-would write ``/Soc``), ``/Devices/Bms/Version`` (the GUI would lock the limits, §6.8).
+What systemcalc's delegates read from a vebus (dbus-systemcalc-py v2.256, each delegate's
+``get_input``), what we publish and why; the absences are deliberate:
+
+=============================================== ============================================
+path                                            we publish
+=============================================== ============================================
+/Connected, /ProductName, /Mgmt/Connection      0 while the inverter link is down, else 1
+                                                (systemcalc takes a vebus only while it is 1),
+                                                the profile name, "Pylon CAN <channel>"
+/DeviceInstance, /ProductId, /CustomName, /Mode identity, 0xBA50 (no product quirks), the
+                                                owner's name; /Mode writeable, carried out with
+                                                the charge/discharge permissions
+/FirmwareVersion                                0x510: at least 0x422, else DVCC raises
+                                                /Dvcc/Alarms/FirmwareInsufficient
+/BatteryOperationalLimits/MaxChargeVoltage,     writeable, invalid until DVCC writes; bound
+  MaxChargeCurrent, MaxDischargeCurrent         the frames (CVL through the float ramp), invalid
+                                                again when expired
+/BatteryOperationalLimits/BatteryLowVoltage     writeable; raises the DVL (never above the CVL)
+/Dc/0/MaxChargeCurrent                          writeable, 10000 (no limit) until written: with
+                                                a value, systemcalc writes the owner's "Limit
+                                                charge current" there even without a BMS
+/FirmwareFeatures/BolFrame                      1: the CCL written is obeyed, so the GUI shows
+                                                the charge current control active
+/VebusMainState                                 9 (external control) while a DVCC limit is in
+                                                force, else invalid: the system state then shows
+                                                "External control" as with a Multi under DVCC
+/Dc/0/Voltage, /Dc/0/Current, /Dc/0/Power,      the battery monitor's values (invalid when it
+  /Dc/0/Temperature, /Soc                       has none): systemcalc uses the vebus as the
+                                                monitor only when no battery service exists
+/State                                          off / fault / inverting / charge phase
+/Ac/ActiveIn/ActiveInput, /Ac/ActiveIn/Connected the Sunny Island's telemetry, else invalid
+  /Ac/NumberOfAcInputs, /Ac/State/AcIn1Available, (never zero)
+  /Ac/ActiveIn/L1-3/P, /Ac/Out/L1-3/P
+/Ac/ActiveIn/L1-3/I, /Ac/Out/L1-3/I             absent: no inverter sends AC currents
+/Ac/Control/IgnoreAcIn1/2, /Ac/State/AcIn2Available absent: no AC input control, one input
+/Dc/0/Capacity, /Dc/0/PreferRenewableEnergy     absent: not a battery monitor, no such mode
+/Hub4/* (AssistantId, Sustain, DoNotFeedIn...)  absent: no ESS control (systemcalc would treat
+                                                the system as ESS and write set-points)
+/Hub/ChargeVoltage, /Hub2                       absent: no hub assistant
+/Devices/0/Assistants                           absent: systemcalc would write /Soc into us
+/ExtraBatteryCurrent                            absent: the vebus is not a battery monitor
+                                                that tracks solar current
+/BatterySense/Voltage, /BatterySense/Temperature absent: the battery monitor measures them;
+  /FirmwareFeatures/BolUBatAndTBatSense         voltage/temperature sense is not supported
+/Bms/AllowToCharge, /Bms/AllowToDischarge,      absent: no VE.Bus BMS (its presence would
+  /Bms/BmsType, /Devices/Bms/Version            make systemcalc take the charge permission from
+                                                here and the GUI lock the limits, §6.8)
+/Interfaces/Mk2/Connection, .../ProductName     absent: systemcalc would refuse a vebus on a
+                                                USB port as the main Multi (§6.1)
+/Hub4/BatteryOvervoltageProtectionActivated     absent (ESS only)
+=============================================== ============================================
+
+The battery service (venus/battery_service.py) lists what systemcalc reads from a battery.
 """
 import logging
 from typing import Callable, Dict, Optional
@@ -33,6 +85,8 @@ STATE_OFF, STATE_FAULT, STATE_INVERTING = 0, 2, 9
 PHASE_STATES = {"bulk": 3, "absorption": 4, "float": 5}
 # /VebusChargeState (§6.5)
 PHASE_CHARGE_STATES = {"bulk": 1, "absorption": 2, "float": 3}
+# /VebusMainState of a Multi under DVCC: systemcalc's system state is then "External control" (252)
+MAIN_STATE_EXTERNAL_CONTROL = 9
 # battery current (A) below minus this counts as the inverter inverting, not as measurement noise
 DISCHARGE_DEADBAND_A = 1.0
 ACTIVE_INPUT_1, ACTIVE_INPUT_DISCONNECTED = 0, 240
@@ -51,7 +105,7 @@ AC_PATHS = tuple(
     + ["/Ac/ActiveIn/P", "/Ac/Out/P", "/Ac/ActiveIn/Connected", "/Ac/ActiveIn/ActiveInput",
        "/Ac/State/AcIn1Available", "/Ac/NumberOfPhases", "/Ac/NumberOfAcInputs"])
 MEASURED_PATHS = ("/Dc/0/Voltage", "/Dc/0/Current", "/Dc/0/Power", "/Dc/0/Temperature", "/Soc",
-                  "/State", "/VebusChargeState") + tuple(path for path, _, _ in ALARM_PATHS)
+                  "/State", "/VebusChargeState", "/VebusMainState") + tuple(path for path, _, _ in ALARM_PATHS)
 
 
 def mode_adjustable(profile: str) -> bool:
@@ -122,15 +176,19 @@ class VebusService:
         self.service = BusService(bus, "%s.%s" % (CLASS, cfg.venus.service_suffix))
         add_identity(self.service, process_version, "Pylon CAN %s" % cfg.can.channel, device_instance,
                      cfg.venus.product_id, PRODUCT_NAMES.get(self.profile, "Inverter (Pylon CAN)"), FIRMWARE_VERSION)
-        self.service.add_path("/CustomName", custom_name, writeable=True, kind=str, check=self._accept)
+        self.service.add_path("/CustomName", custom_name, writeable=True, kind=str, check=self._accept_name)
         for path in MEASURED_PATHS + AC_PATHS:
             self.service.add_path(path, None)
         adjustable = mode_adjustable(self.profile)
         self.service.add_path("/Mode", mode if adjustable else dvcc.MODE_ON, writeable=adjustable, kind=int,
                               check=self._accept_mode)
         self.service.add_path("/ModeIsAdjustable", int(adjustable))
-        for path in tuple(dvcc.LIMITS) + (dvcc.USER_CHARGE_CURRENT,):
+        for path in dvcc.LIMITS:
             self.service.add_path(path, restored_limits.get(path), writeable=True, kind=float, check=self._accept_limit)
+        user_limit = restored_limits.get(dvcc.USER_CHARGE_CURRENT)
+        self.service.add_path(dvcc.USER_CHARGE_CURRENT, dvcc.UNLIMITED_A if user_limit is None else user_limit,
+                              writeable=True, kind=float, check=self._accept_limit)
+        self.service.add_path("/FirmwareFeatures/BolFrame", 1)
         for path in ENERGY_PATHS.values():
             self.service.add_path(path, None)
 
@@ -145,8 +203,14 @@ class VebusService:
         self.on_write(path, value)
         return True
 
+    def _accept_name(self, path: str, value) -> bool:
+        if value is None:
+            log.warning("write of invalid to %s refused: expected a text (empty for none)", path)
+            return False
+        return self._accept(path, value)
+
     def _accept_mode(self, path: str, value) -> bool:
-        if value not in dvcc.MODE_PERMITS:
+        if not dvcc.valid_mode(value):
             log.warning("write of %r to %s refused: allowed are %s", value, path, sorted(dvcc.MODE_PERMITS))
             return False
         return self._accept(path, value)
@@ -168,12 +232,23 @@ class VebusService:
             return
         self.service[path] = value
 
-    def written(self, restored_at: float) -> dvcc.Written:
-        """The DVCC and user limits as Venus wrote them, with the time of the last write."""
+    def withdraw(self, paths) -> None:
+        """Expired limits are no longer in force: a DVCC limit becomes invalid, the user's charge
+        current "unlimited" (a value, so systemcalc can write a new limit there)."""
+        self.service.update({path: dvcc.UNLIMITED_A if path == dvcc.USER_CHARGE_CURRENT else None for path in paths})
+        self.service["/VebusMainState"] = self._main_state()
+
+    def _main_state(self) -> Optional[int]:
+        return MAIN_STATE_EXTERNAL_CONTROL if any(self.service[path] is not None for path in dvcc.LIMITS) else None
+
+    def written(self, restored_at: Dict[str, float], started: float) -> dvcc.Written:
+        """The DVCC and user limits as Venus wrote them, with the time of the last write: for a
+        value restored from a previous worker, its write time then (``restored_at``, else ``started``),
+        so a restart never renews a limit."""
         written = {}
         for path in tuple(dvcc.LIMITS) + (dvcc.USER_CHARGE_CURRENT,):
             at = self.service.written_at(path)
-            written[path] = (self.service[path], restored_at if at is None else at)
+            written[path] = (self.service[path], restored_at.get(path, started) if at is None else at)
         return written
 
     def refresh(self, battery: Optional[dict], frames: Optional[dict], inverter: Optional[dict],
@@ -191,10 +266,11 @@ class VebusService:
             "/Connected": 0 if link == "down" else 1,
             "/State": vebus_state(link, frames, current, fields),
             "/VebusChargeState": PHASE_CHARGE_STATES.get(frames.get("phase")),
+            "/VebusMainState": self._main_state(),
         }
         values.update(alarm_levels(frames.get("report")))
-        if self.profile == "sma_si":
-            values.update(sunny_island_ac(fields))
+        if self.profile == "sma_si":      # a silent SI's last values are no measurement: invalid
+            values.update(sunny_island_ac(fields if link != "down" else {}))
         values.update(energy)
         self.service.update(values)
 

@@ -1,8 +1,8 @@
 """What every worker process shares: its config, the shared state, its heartbeat, a stop flag.
 
-The supervisor forks each worker into ``main``; logging handlers are inherited from the
-parent (multiprocessing-logging), so a worker only logs. A worker beats from its own main
-loop, so a hung loop stops the heartbeat even while the process lives.
+The supervisor forks each worker into ``main``; the logging handler is inherited from the
+parent and writes the worker's lines itself, never waiting (ipc/log_sink.py). A worker beats
+from its own main loop, so a hung loop stops the heartbeat even while the process lives.
 """
 import importlib
 import logging
@@ -15,7 +15,7 @@ import time
 from ipc.linux import die_with_parent
 from ipc.shared_state import SharedState
 
-WORKERS = ("can_rx", "bms_tx", "dbus_publisher", "simulator")
+WORKERS = ("can_rx", "bms_tx", "dbus_publisher", "battery_reader", "simulator", "web")
 
 
 class Worker:
@@ -33,6 +33,9 @@ class Worker:
             self.log.error("supervisor %d is gone; stopping", self._parent)
             self.stopping.set()
         info.update(pid=os.getpid(), t=time.monotonic())
+        failures = sum(self.state.read_failures.values())
+        if failures:
+            info["shm_read_failures"] = failures      # reads answered with the last good value
         self.state.write("heartbeat." + self.name, info)
 
     def wait(self, seconds: float) -> bool:
@@ -45,7 +48,8 @@ def main(name: str, cfg, state_path: str) -> None:
     die_with_parent(signal.SIGKILL)      # no orphan survives a kill -9 of the supervisor
     worker = Worker(name, cfg, SharedState.attach(state_path))
     signal.signal(signal.SIGTERM, lambda *_: worker.stopping.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGHUP):      # sent to the whole group: the supervisor stops us
+        signal.signal(sig, signal.SIG_IGN)
     code = 0
     try:
         importlib.import_module("workers." + name).run(worker)

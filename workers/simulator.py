@@ -17,13 +17,11 @@ from gi.repository import GLib
 
 from canbus.bus import open_bus, to_frame, to_message
 from protocol import DecodeError, profiles
-from protocol.frame import Frame
 from simulation.battery import BatteryModel
-from simulation.inverter import InverterModel
+from simulation.inverter import InverterModel, requests
 from venus.battery_service import SimulatedBatteryService
 
 STEP_S = 0.5
-KEEPALIVE = Frame(0x305, bytes(8))
 LIMIT_FIELDS = ("charge_voltage_v", "charge_current_a", "discharge_current_a", "discharge_voltage_v")
 REQUEST_FIELDS = ("charge_enable", "discharge_enable", "force_charge_1", "force_charge_2", "full_charge")
 
@@ -73,7 +71,8 @@ def run(worker) -> None:
     dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)
     monitor = SimulatedBatteryService(dbus.SystemBus()) \
         if cfg.battery.source == "simulated" else None
-    bus = open_bus(cfg, [{"can_id": frame_id, "can_mask": 0x7FF, "extended": False}
+    extended = profile.transport == "polled"
+    bus = open_bus(cfg, [{"can_id": frame_id, "can_mask": 0x1FFFFFFF if extended else 0x7FF, "extended": extended}
                          for frame_id in profile.frame_ids])
     heard = HeardFrames(profile, worker.log)
     notifier = can.Notifier(bus, [heard], timeout=0.5)
@@ -89,7 +88,8 @@ def run(worker) -> None:
         if inverter is not None:
             current_a = inverter.current(heard.report(), battery.voltage_v, clock["t_s"])
             if inverter.keepalive_due(now):
-                bus.send(to_message(KEEPALIVE))
+                for frame in requests(profile.transport, inverter.ticks):
+                    bus.send(to_message(frame))
         snapshot = battery.step(current_a, dt_s)
         if monitor is not None:
             monitor.update(snapshot.voltage_v, snapshot.current_a, snapshot.soc_pct, snapshot.temperature_c,

@@ -9,4 +9,5 @@ from protocol import inverter, sma
 from protocol.profile import Profile
 
 PROFILE = Profile(
-    "sma_si", sma.FRAMES, sma.SI_TELEMETRY, [inverter.standard_filter(0x300, 0x7F0)], cycle_s=1.2)
+    "sma_si", sma.FRAMES, sma.SI_TELEMETRY, [inverter.standard_filter(0x300, 0x7F0)], cycle_s=1.2,
+    min_frame_spacing_s=0.2)

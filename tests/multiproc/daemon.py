@@ -36,6 +36,11 @@ class Daemon:
                 random.randint(1, 254), random.randint(1, 254))},
             "status": {"file": self.status_path, "interval_s": 0.5},
             "state": {"charge_file": os.path.join(self.folder, "charge-state.json")},
+            "venus": {"dvcc_file": os.path.join(self.folder, "dvcc-limits.json")},
+            # the web console on a port and files of its own, so simulations can run side by side
+            "web": {"port": random.randint(20000, 60000), "history_file": os.path.join(self.folder, "history.bin"),
+                    "password_file": os.path.join(self.folder, "web-password.json"),
+                    "log_file": self.log_path},
         }
         for section, keys in overrides.items():
             sections.setdefault(section, {}).update(keys)

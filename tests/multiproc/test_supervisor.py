@@ -3,9 +3,16 @@
 Each test runs the real `supervisor.py run` on the embedded simulation (its own virtual bus
 and private D-Bus) and judges it by the recorded bus and the status file.
 """
+import fcntl
 import json
 import os
+import random
+import select
 import signal
+import struct
+import subprocess
+import sys
+import termios
 import threading
 import time
 
@@ -13,24 +20,10 @@ import pytest
 
 import config
 from ipc.shared_state import segment_path
-from supervisor import segment_name
-from tests.multiproc.daemon import Daemon, children_of, gaps
+from supervisor import Supervisor, WorkerHandle, segment_name
+from tests.multiproc.daemon import ROOT, Daemon, children_of, gaps
 
 PERIOD = 1.0
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    started = []
-
-    def start(**overrides):
-        instance = Daemon(tmp_path, **overrides).start()
-        started.append(instance)
-        return instance
-
-    yield start
-    for instance in started:
-        instance.stop()
 
 
 def test_the_simulation_sends_the_profile_frame_set_at_its_cadence(daemon):
@@ -157,10 +150,12 @@ def test_the_status_file_is_always_valid_json_while_hammered(daemon):
 def test_status_has_every_documented_field(daemon):
     d = daemon()
     status = d.wait_sending()
-    for key in ("version", "pid", "uptime_s", "role", "workers", "battery", "inverter", "failsafe", "can", "frames"):
+    for key in ("version", "pid", "uptime_s", "role", "workers", "battery", "inverter", "failsafe", "can", "frames",
+                "shm_read_failures"):
         assert key in status
     for worker in status["workers"].values():
-        assert set(worker) >= {"pid", "alive", "restarts", "last_heartbeat_age_s", "rss_bytes", "cpu_percent"}
+        assert set(worker) >= {"pid", "alive", "restarts", "recent_restarts", "last_heartbeat_age_s", "rss_bytes",
+                               "cpu_percent", "shm_read_failures"}
     assert status["battery"]["age_s"] < 5 and status["battery"]["voltage_v"] > 40
     assert status["inverter"]["link"] == "up"
     assert set(status["can"]) >= {"interface", "state", "tx_frames", "rx_frames", "errors"}
@@ -191,7 +186,7 @@ def test_systemd_notifications_ready_status_and_watchdog(daemon, tmp_path):
     listener.settimeout(30)
     os.environ["NOTIFY_SOCKET"] = path
     try:
-        d = daemon()
+        daemon()
     finally:
         del os.environ["NOTIFY_SOCKET"]
     messages = []
@@ -205,3 +200,220 @@ def test_systemd_notifications_ready_status_and_watchdog(daemon, tmp_path):
     statuses = [m for m in messages if m.startswith("STATUS=")]
     assert statuses[-1] == "STATUS=healthy, sending 6 frames", messages
     assert messages.count("READY=1") == 1
+
+
+def _start_with_output(d, output, cwd=ROOT):
+    """Start ``d`` with its stdout and stderr going to the file descriptor ``output``."""
+    open(d.log_path, "a").close()
+    d.process = subprocess.Popen([sys.executable, os.path.join(ROOT, "supervisor.py"), "run", "--config",
+                                  d.config_path, "--record", d.record_path], cwd=cwd, stdout=output,
+                                 stderr=output)
+    return d
+
+
+def _stop_within(d, sig, seconds):
+    """Send ``sig``; the daemon must exit within ``seconds`` (it is killed otherwise)."""
+    started = time.monotonic()
+    d.process.send_signal(sig)
+    try:
+        d.process.wait(seconds)
+    except subprocess.TimeoutExpired:
+        d.process.kill()
+        d.process.wait()
+        raise AssertionError("the daemon did not stop within %g s of %s" % (seconds, sig))
+    return time.monotonic() - started
+
+
+def test_a_stalled_log_sink_and_a_killed_worker_never_hang_the_stop(tmp_path):
+    """A full stdout pipe (a stalled multilog) while workers are killed: logging drops lines,
+    the frames go on, and SIGTERM still stops everything within a bounded time."""
+    reader, writer = os.pipe()
+    fcntl.fcntl(writer, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)   # the constant is new in 3.10
+    stalled = threading.Event()
+
+    def drain_until_stalled():
+        while not stalled.is_set():
+            if select.select([reader], [], [], 0.1)[0]:
+                os.read(reader, 65536)
+
+    drainer = threading.Thread(target=drain_until_stalled)
+    drainer.start()
+    d = _start_with_output(Daemon(tmp_path, watchdog={"restart_backoff_initial_s": 0.05, "restart_backoff_max_s": 0.1,
+                                                      "restart_intensity": 1000}), writer)
+    filler = None
+    try:
+        d.wait_sending()
+        stalled.set()
+        drainer.join()
+        filler = threading.Thread(target=lambda: _fill(writer))    # blocks once the pipe is full
+        filler.start()
+        deadline = time.monotonic() + 10
+        while _pipe_bytes(reader) < 4096 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _pipe_bytes(reader) >= 4096, "the log pipe did not fill"
+        _kill_workers_as_they_start(d, 8)       # each start logs: far more lines than any pipe holds
+        d.wait_sending(10)
+        assert _stop_within(d, signal.SIGTERM, 10) >= 0
+        assert d.process.returncode == 0
+    finally:
+        if d.process.poll() is None:
+            d.process.kill()
+            d.process.wait()
+        stalled.set()
+        os.close(reader)            # a blocked filler gets EPIPE
+        if filler is not None:
+            filler.join(5)
+        os.close(writer)
+
+
+def _fill(fd):
+    try:
+        while True:
+            os.write(fd, b"x" * 512)
+    except OSError:
+        pass
+
+
+def _kill_workers_as_they_start(d, seconds):
+    """For ``seconds``, SIGKILL every worker but bms_tx soon after it starts, while it logs."""
+    rng = random.Random(5)
+    spared = {pid for pid in children_of(d.process.pid) if _command_name(pid) == "dbus-daemon"}
+    spared.add(d.worker_pid("bms_tx"))
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for pid in children_of(d.process.pid) - spared:
+            time.sleep(rng.random() * 0.05)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            spared.add(pid)
+        time.sleep(0.002)
+
+
+def _command_name(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def _pipe_bytes(fd):
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_sighup_is_an_orderly_stop(daemon):
+    """An SSH session closing on a foreground run: the recording is complete, nothing left behind."""
+    d = daemon()
+    d.wait_sending()
+    time.sleep(2)
+    segment = segment_path(segment_name(config.load(d.config_path)))
+    descendants = children_of(d.process.pid)
+    _stop_within(d, signal.SIGHUP, 15)
+    assert d.process.returncode == 0, d.log()
+    assert "SIGHUP received: stopping" in d.log()
+    assert not os.path.exists(segment)
+    assert len(d.frames(0x351)) >= 2, "the recording was closed with its frames"
+    time.sleep(0.5)
+    assert not [pid for pid in descendants if os.path.exists("/proc/%d" % pid)]
+
+
+def test_one_configuration_with_a_relative_status_file_runs_once_whatever_the_directory(tmp_path):
+    """The instance guard is keyed on the bus: a second start from another directory refuses."""
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    d = Daemon(tmp_path, status={"file": "status.json"}, state={"charge_file": "charge-state.json"},
+               venus={"energy_file": "energy.json"})
+    log = open(d.log_path, "a")
+    first = _start_with_output(d, log.fileno(), cwd=str(first_dir))
+    try:
+        d.status_path = str(first_dir / "status.json")
+        d.wait_sending()
+        second = subprocess.run([sys.executable, os.path.join(ROOT, "supervisor.py"), "run", "--config",
+                                 d.config_path], cwd=str(second_dir), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, universal_newlines=True, timeout=20)
+        assert second.returncode == 1, second.stdout
+        assert "another pylon-venus" in second.stdout, second.stdout
+        assert not (second_dir / "status.json").exists()
+    finally:
+        first.stop()
+        log.close()
+
+
+def test_the_fault_line_counts_the_restarts_within_the_period_only(daemon):
+    d = daemon(watchdog={"restart_intensity": 2, "restart_period_s": 2.0, "restart_backoff_initial_s": 0.1})
+    d.wait_sending()
+    for kills in range(1, 6):
+        d.wait_for(lambda s: s["workers"]["can_rx"]["alive"], 20, "can_rx up")
+        os.kill(d.worker_pid("can_rx"), signal.SIGKILL)
+        d.wait_for(lambda s: s["workers"]["can_rx"]["restarts"] == kills, 10, "can_rx death %d seen" % kills)
+        if kills <= 2:
+            time.sleep(2.5)             # these two fall out of the restart period
+    d.wait_for(lambda s: s["workers"]["can_rx"]["state"] == "fault", 10, "fault state")
+    check = d.command("check")
+    assert "worker can_rx is in fault: 3 restarts within 2 s" in check.stdout, check.stdout
+
+
+def test_an_orderly_stop_after_many_worker_kills_is_as_quick_as_any(daemon):
+    """A worker killed while it logs took nothing with it that the stop would wait for."""
+    d = daemon(watchdog={"restart_intensity": 1000, "restart_backoff_initial_s": 0.05, "restart_backoff_max_s": 0.1})
+    d.wait_sending()
+    _kill_workers_as_they_start(d, 4)
+    time.sleep(1)
+    assert _stop_within(d, signal.SIGTERM, 30) < 2.5, d.log()
+
+
+class _UnkillableProcess:
+    """A worker in uninterruptible sleep (a stalled SD card): neither SIGTERM nor SIGKILL ends it."""
+
+    pid = 4242
+    exitcode = None
+
+    def join(self, timeout=None):
+        assert timeout is not None, "an unbounded join() on a process that never ends"
+
+    def is_alive(self):
+        return True
+
+    def terminate(self):
+        pass
+
+    def kill(self):
+        pass
+
+
+def test_a_worker_that_never_dies_is_reported_and_left_the_stop_goes_on(caplog):
+    handle = WorkerHandle("bms_tx")
+    handle.process = _UnkillableProcess()
+    started = time.monotonic()
+    Supervisor._join(handle, time.monotonic() + 0.2)
+    assert time.monotonic() - started < 5
+    assert "worker bms_tx (pid 4242) did not end after SIGKILL" in caplog.text
+    assert handle.state == "stopped"
+
+
+def test_a_hung_worker_that_survives_its_kill_is_reported_and_restarted_the_loop_goes_on(caplog):
+    supervisor = Supervisor.__new__(Supervisor)      # only what on_exit needs: no bus, no processes
+    supervisor.cfg = config.load()
+    handle = WorkerHandle("can_rx")
+    handle.process = _UnkillableProcess()
+    started = time.monotonic()
+    supervisor.on_exit(handle, "hung (no heartbeat for 2.00 s), killed", started)
+    assert time.monotonic() - started < 5
+    assert "worker can_rx (pid 4242) did not end after SIGKILL" in caplog.text
+    assert handle.state == "backoff" and handle.restarts == 1
+
+
+def test_a_can_adapter_missing_at_boot_does_not_stop_the_supervisor(daemon):
+    """Hot standby and --record on a bus that is not there: reported, retried; the daemon lives."""
+    d = daemon(can={"interface": "socketcan", "channel": "pvmissing0"}, standby={"enabled": True},
+               simulation={"inverter": False})
+    status = d.wait_for(lambda s: s["standby"].get("bus_error"), 30, "the standby's bus error in the status")
+    assert status["role"] == "standby"
+    time.sleep(1)
+    assert d.process.poll() is None
+    assert "recording to %s: cannot open socketcan pvmissing0" % d.record_path in d.log()
+    assert "hot standby: cannot open socketcan pvmissing0" in d.log()
+    assert d.stop() == 0

@@ -8,6 +8,7 @@ when it forks.
 """
 import itertools
 import json
+import math
 import multiprocessing
 import os
 import signal
@@ -20,6 +21,7 @@ from ipc.private_dbus import PrivateDbus
 from ipc.shared_state import SharedState
 from protocol.report import BatteryReport
 from tests.fakes.peer import Peer
+from venus import vebus
 from workers.runtime import main
 
 VEBUS = "com.victronenergy.vebus.test"
@@ -102,6 +104,7 @@ def publisher(bus, tmp_path, monkeypatch):
     def make(**sections):
         merged = {"battery": {"source": "dbus", "service": ""},
                   "venus": {"service_suffix": "test", "energy_file": str(tmp_path / "energy.json"),
+                            "dvcc_file": str(tmp_path / "dvcc-limits.json"),
                             "energy_save_interval_s": 0.2},
                   "dbus": {"refresh_s": 1.0}}
         for section, keys in sections.items():
@@ -161,7 +164,7 @@ def test_the_vebus_service_is_complete_before_its_name_appears(peer, publisher):
     tree = peer.call(name=VEBUS, path="/Dc/0", method="GetValue")["result"]
     assert set(tree) == {"Voltage", "Current", "Power", "Temperature", "MaxChargeCurrent"}
     # our runtime settings now exist in localsettings with the config default and the SCHEMA range
-    for method, expected in (("GetValue", 53.6), ("GetMin", 8.0), ("GetMax", 65.0), ("GetDefault", 53.6)):
+    for method, expected in (("GetValue", 53.6), ("GetMin", 16 * 2.8), ("GetMax", 16 * 3.65), ("GetDefault", 53.6)):
         assert peer.call(name=SETTINGS, path=FLOAT_SETTING, method=method)["result"] == expected
 
 
@@ -302,6 +305,39 @@ def test_state_and_alarms_follow_the_decision_and_the_link(peer, publisher):
     wait_until(lambda: values().get("/State") == 0 and values().get("/Connected") == 0, "off while the link is down")
 
 
+def test_sunny_island_ac_values_go_invalid_with_the_link(peer, publisher):
+    peer.watch(name=VEBUS)
+    worker = publisher(inverter={"profile": "sma_si", "keepalive_timeout_s": 10.0}).start()
+    fields = {"ac_in_power_w": 500.0, "ac_out_power_w": 3000.0, "ac_out_l1_voltage_v": 230.0,
+              "ac_out_frequency_hz": 50.0, "ac_in_relay_closed": True, "ac_in_voltage_valid": True}
+    worker.state.write("inverter", {"link": "up", "last_seen_age_s": 0.2, "fields": fields})
+    values = lambda: (vebus_view(peer) or {}).get("values", {})  # noqa: E731
+    wait_until(lambda: values().get("/Ac/Out/P") == 3000.0, "the SI's AC values")
+    worker.state.write("inverter", {"link": "down", "last_seen_age_s": 30.0, "fields": fields})
+    wait_until(lambda: values().get("/Connected") == 0, "the link down")
+    time.sleep(1.5)
+    stale = {path: values()[path] for path in vebus.AC_PATHS if values()[path] is not None}
+    assert stale == {}, "the silent SI's values are still published: %r" % stale
+
+
+def test_periodic_work_failing_every_second_ends_the_worker_and_its_heartbeat(peer, publisher):
+    peer.watch(name=VEBUS)
+    worker = publisher().start()
+    wait_until(lambda: vebus_view(peer), "the vebus service")
+    wait_until(lambda: worker.slot("heartbeat.dbus_publisher"), "the first heartbeat")
+    worker.state.write("frames", {"report": report(), "phase": ["not", "a", "phase"]})    # every refresh raises
+    broken = time.monotonic()
+    worker.process.join(10)
+    assert worker.process.exitcode == 1, "the worker kept running while its work failed every second"
+    assert time.monotonic() - broken < 6.0
+    assert worker.slot("heartbeat.dbus_publisher")["t"] < broken + 4.0
+    worker.state.write("frames", {"report": report(), "phase": "bulk"})
+    worker.start()                                                      # as the supervisor restarts it
+    wait_until(lambda: (vebus_view(peer) or {}).get("values", {}).get("/VebusChargeState") == 1, "bulk")
+    time.sleep(1.5)
+    assert worker.process.is_alive()
+
+
 # ---- DVCC, mode, bad writes -------------------------------------------------------------------
 
 def test_dvcc_limits_and_the_mode_reach_the_shared_memory(peer, publisher):
@@ -352,6 +388,36 @@ def test_bad_writes_are_refused_with_the_busitem_codes(peer, publisher):
     assert peer.view(name=VEBUS)["values"][BOL + "MaxChargeCurrent"] is None
 
 
+def test_writes_of_the_wrong_type_are_refused_and_change_nothing(peer, publisher):
+    peer.localsettings()
+    peer.watch(name=VEBUS)
+    worker = publisher().start()
+    wait_until(lambda: vebus_view(peer), "the vebus service")
+    assert set_value(peer, BOL + "MaxChargeCurrent", 42.0) == 0
+    wait_until(lambda: worker.slot("dvcc").get("max_charge_current_a") == 42.0, "the first limit")
+    before = worker.slot("dvcc")
+    assert set_value(peer, BOL + "MaxChargeCurrent", True) == 1             # a boolean is no current
+    assert set_value(peer, BOL + "MaxChargeVoltage", True) == 1
+    assert set_value(peer, "/Mode", True) == 1                              # nor a mode
+    assert set_value(peer, "/Mode", 3.9) == 1                               # never truncated to 3
+    assert set_value(peer, "/Mode", 1.0e300) == 2                           # integral, but no mode
+    assert set_value(peer, "/Mode", float("inf")) == 1                      # no OverflowError over D-Bus
+    assert set_value(peer, "/Mode", float("nan")) == 1
+    assert set_value(peer, "/CustomName", 5) == 1                           # not turned into "5"
+    assert set_value(peer, "/CustomName", None) == 2
+    time.sleep(1.5)
+    assert worker.slot("dvcc") == before
+    values = peer.view(name=VEBUS)["values"]
+    assert values["/Mode"] == 3 and values[BOL + "MaxChargeCurrent"] == 42.0 and values["/CustomName"] == ""
+    assert values[BOL + "MaxChargeVoltage"] is None
+    assert set_value(peer, "/Mode", 1.0) == 0                               # an integral double is the int
+    wait_until(lambda: worker.slot("dvcc").get("mode") == 1, "mode 1")
+    assert set_value(peer, BOL + "MaxDischargeCurrent", -0.0) == 0          # stored and published as 0.0
+    wait_until(lambda: peer.view(name=VEBUS)["values"].get(BOL + "MaxDischargeCurrent") == 0.0, "a zero limit")
+    assert math.copysign(1.0, peer.view(name=VEBUS)["values"][BOL + "MaxDischargeCurrent"]) == 1.0
+    assert math.copysign(1.0, worker.slot("dvcc")["written"][BOL + "MaxDischargeCurrent"]) == 1.0
+
+
 def test_a_profile_that_ignores_zero_limits_refuses_mode_writes(peer, publisher):
     peer.watch(name=VEBUS)
     publisher(inverter={"profile": "deye", "keepalive_timeout_s": 10.0}).start()
@@ -371,6 +437,52 @@ def test_dvcc_limits_expire_unless_rewritten(peer, publisher):
     stopped = time.monotonic()
     wait_until(lambda: worker.slot("dvcc").get("max_charge_current_a", 0) is None, "the limit to expire", 6.0)
     assert time.monotonic() - stopped >= 2.0
+
+
+def test_a_restarted_worker_does_not_renew_an_old_limit(peer, publisher):
+    peer.watch(name=VEBUS)
+    worker = publisher(dbus={"dvcc_timeout_s": 5.0})
+    stale, fresh = BOL + "MaxChargeCurrent", BOL + "MaxDischargeCurrent"
+    worker.state.write("dvcc", {"written": {stale: 42.0, fresh: 80.0},       # what a crashed worker left
+                                "written_at": {stale: time.monotonic() - 100.0, fresh: time.monotonic() - 1.0}})
+    worker.start()
+    wait_until(lambda: vebus_view(peer), "the vebus service")
+    slot = wait_until(lambda: "mode" in worker.slot("dvcc") and worker.slot("dvcc"), "the first dvcc slot")
+    assert slot["max_charge_current_a"] is None, "a limit DVCC wrote 100 s ago was taken as current"
+    assert slot["max_discharge_current_a"] == 80.0
+    wait_until(lambda: worker.slot("dvcc").get("max_discharge_current_a", 0) is None, "the other to expire", 8.0)
+
+
+def test_a_restarted_daemon_takes_the_limits_file_with_each_limits_age(peer, publisher, tmp_path):
+    """Fresh shared memory (a daemon restart): the limits come from venus.dvcc_file, in the dvcc
+    slot before any battery reading, each only for what is left of its lease."""
+    charge, discharge = BOL + "MaxChargeCurrent", BOL + "MaxDischargeCurrent"
+    (tmp_path / "dvcc-limits.json").write_text(json.dumps({"mode": 1, "limits": {
+        charge: [30.0, time.time() - 1.0], discharge: [80.0, time.time() - 100.0],
+        "/Dc/0/MaxChargeCurrent": [25.0, time.time() - 2.0]}}))
+    worker = publisher(dbus={"dvcc_timeout_s": 5.0}).start()
+    slot = wait_until(lambda: worker.slot("dvcc"), "the restored dvcc slot")
+    assert slot["max_charge_current_a"] == 25.0 and slot["user_max_charge_current_a"] == 25.0
+    assert slot["max_discharge_current_a"] == 0.0 and slot["mode"] == 1       # charger only, as before
+    peer.watch(name=VEBUS)
+    wait_until(lambda: vebus_view(peer), "the vebus service")
+    values = lambda: peer.view(name=VEBUS)["values"]  # noqa: E731
+    assert values()[charge] == 30.0 and values()["/Dc/0/MaxChargeCurrent"] == 25.0
+    wait_until(lambda: values()[discharge] is None, "the limit written 100 s ago to be withdrawn")
+    wait_until(lambda: values()[charge] is None and values()["/Dc/0/MaxChargeCurrent"] == 10000.0,
+               "the others to expire", 8.0)
+    assert worker.slot("dvcc")["expired"] == ["max_charge_current_a", "max_discharge_current_a",
+                                              "user_max_charge_current_a"]
+    assert values()["/VebusMainState"] is None
+
+
+def test_an_unreadable_limits_file_is_set_aside_and_the_worker_starts(peer, publisher, tmp_path):
+    (tmp_path / "dvcc-limits.json").write_text('{"limits": {"/Dc/0/Voltage": [1.0, 0]}}')
+    peer.watch(name=VEBUS)
+    publisher().start()
+    view = wait_until(lambda: vebus_view(peer), "the vebus service")
+    assert view["values"][BOL + "MaxChargeCurrent"] is None and view["values"]["/Dc/0/MaxChargeCurrent"] == 10000.0
+    assert (tmp_path / "dvcc-limits.json.unreadable").exists()
 
 
 # ---- settings ------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 
 from protocol.frame import Frame
 from tests.system import can_utils
-from tests.system.vm import ARTIFACTS_DIR, IN_VM_ENV, RESULTS_DIR_ENV, VCAN_ENV
+from tests.system.vm import ARTIFACTS_DIR, CHANNELS_ENV, IN_VM_ENV, RESULTS_DIR_ENV, TIER_ENV
 
 IFF_UP = 0x1  # in /sys/class/net/<name>/flags
 
@@ -22,9 +22,15 @@ def pytest_configure(config) -> None:
 
 
 @pytest.fixture(scope="session")
+def tier() -> str:
+    """``vcan`` (virtual interfaces) or ``sja1000`` (emulated controllers on one emulated bus)."""
+    return os.environ[TIER_ENV]
+
+
+@pytest.fixture(scope="session")
 def vcan_channels() -> Tuple[str, ...]:
-    """The vcan interfaces the VM created, up and empty."""
-    return tuple(os.environ[VCAN_ENV].split(","))
+    """The interfaces the VM set up, up and empty: vcan0, vcan1 or (sja1000 tier) can0 to can3."""
+    return tuple(os.environ[CHANNELS_ENV].split(","))
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +38,29 @@ def vcan_channel(vcan_channels) -> str:
     return vcan_channels[0]
 
 
+@pytest.fixture(scope="session")
+def device_channel(vcan_channels) -> str:
+    """Where the daemon sends (vcan0 or can0)."""
+    return vcan_channels[0]
+
+
+@pytest.fixture(scope="session")
+def inverter_channel(tier, vcan_channels) -> str:
+    """Where the inverter (cansend, cangen) sends: on vcan the daemon's own interface, on the
+    emulated bus another controller (can1)."""
+    return vcan_channels[0] if tier == "vcan" else vcan_channels[1]
+
+
+@pytest.fixture(scope="session")
+def judge_channel(tier, vcan_channels) -> str:
+    """Where candump records what is on the bus (vcan0, or can2: a controller of its own)."""
+    return vcan_channels[0] if tier == "vcan" else vcan_channels[2]
+
+
 @pytest.fixture(autouse=True)
 def _vcan_channels_up(vcan_channels) -> None:
-    """Every test starts with the interfaces up, even after one that took a link down."""
+    """Every test starts with the interfaces up, even after one that took a link down (a
+    controller keeps the bit rate can_link.py gave it)."""
     for name in vcan_channels:
         flags = int(Path("/sys/class/net/%s/flags" % name).read_text(), 16)
         if not flags & IFF_UP:
@@ -56,12 +82,12 @@ def artifacts_dir(results_dir, request) -> Path:
 
 
 @pytest.fixture
-def candump(artifacts_dir, vcan_channel) -> Callable[..., can_utils.CandumpRecorder]:
-    """Start recording an interface with candump: ``recorder = candump()`` (default vcan0),
-    then ``recorder.stop()`` gives the frames with kernel timestamps. Stopped at teardown."""
+def candump(artifacts_dir, judge_channel) -> Callable[..., can_utils.CandumpRecorder]:
+    """Start recording an interface with candump: ``recorder = candump()`` (default: the
+    judge's), then ``recorder.stop()`` gives the frames with kernel timestamps. Stopped at teardown."""
     recorders = []  # type: List[can_utils.CandumpRecorder]
 
-    def start(channel: str = vcan_channel) -> can_utils.CandumpRecorder:
+    def start(channel: str = judge_channel) -> can_utils.CandumpRecorder:
         log = artifacts_dir / ("candump-%s-%d.log" % (channel, len(recorders)))
         recorder = can_utils.CandumpRecorder(channel, log)
         recorders.append(recorder)
@@ -74,8 +100,8 @@ def candump(artifacts_dir, vcan_channel) -> Callable[..., can_utils.CandumpRecor
 
 
 @pytest.fixture
-def cansend(vcan_channel) -> Callable[..., None]:
-    """``cansend(frame)`` sends one frame on vcan0 with can-utils (``channel=`` for another)."""
-    def send(frame: Frame, channel: str = vcan_channel) -> None:
+def cansend(inverter_channel) -> Callable[..., None]:
+    """``cansend(frame)`` sends one frame as the inverter with can-utils (``channel=`` for another)."""
+    def send(frame: Frame, channel: str = inverter_channel) -> None:
         can_utils.cansend(channel, frame)
     return send

@@ -1,8 +1,9 @@
-"""Hot standby on real SocketCAN: two daemons on one vcan0, candump the judge.
+"""Hot standby on real SocketCAN: two daemons on one bus, candump the judge.
 
-Both devices share the VM's kernel and its vcan0, as two Raspberry Pis share a CAN bus: each
-hears the other's frames (and, as SocketCAN delivers every frame to every local socket, its
-own). Each names itself in 0x35E (PYLONA, PYLONB), so candump's recording, with kernel
+On vcan both devices share the VM's kernel and its vcan0, as two Raspberry Pis share a CAN
+bus: each hears the other's frames (and, as SocketCAN delivers every frame to every local
+socket, its own). On the emulated SJA1000 controllers each device has a controller of its own
+(can0, can1) and the judge a third (can2), all on one emulated bus. Each names itself in 0x35E (PYLONA, PYLONB), so candump's recording, with kernel
 timestamps, tells who sent what and when; the judge sees nothing else. One pair serves the
 whole module, so the VM boots the daemons as few times as possible.
 """
@@ -16,8 +17,8 @@ import pytest
 import config
 from health.check import problems
 from tests.multiproc.daemon import children_of
-from tests.multiproc.standby_pair import (PYLON_IDS, Record, double_windows, longest_silences, name_of,
-                                          standby_daemon, who_sends)
+from tests.multiproc.standby_pair import (NAME_ID, PYLON_IDS, Record, double_windows, longest_silences, name_of,
+                                          sender, standby_daemon, who_sends)
 
 PERIOD = 1.0
 TAKEOVER = 2.0
@@ -27,14 +28,15 @@ START_TIMEOUT = 120.0   # a daemon starting in the VM imports everything over 9p
 
 
 class Pair:
-    """Devices 1 and 2 on one vcan0; each restart gets the same configuration and folder."""
+    """Devices 1 and 2 on one bus, each on its channel; each restart gets the same configuration and folder."""
 
-    def __init__(self, folder, channel, logs):
-        self.folder, self.channel, self.logs = folder, channel, logs
+    def __init__(self, folder, channels, logs):
+        self.folder, self.channels, self.logs = folder, channels, logs
         self.devices = {}
 
     def start(self, node):
-        device = standby_daemon(self.folder, node, {"interface": "socketcan", "channel": self.channel}, record=False)
+        device = standby_daemon(self.folder, node, {"interface": "socketcan", "channel": self.channels[node]},
+                                record=False)
         device.log_path = str(self.logs / ("%s.log" % name_of(node)))     # kept on the host even if the VM dies
         self.devices[node] = device.start()
 
@@ -74,10 +76,11 @@ class Pair:
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory, vcan_channel, results_dir):
+def pair(tmp_path_factory, device_channel, inverter_channel, results_dir):
     logs = results_dir / "artifacts" / "standby"
     logs.mkdir(parents=True, exist_ok=True)
-    devices = Pair(tmp_path_factory.mktemp("standby"), vcan_channel, logs)
+    # On the emulated bus the second device takes the controller the inverter has elsewhere.
+    devices = Pair(tmp_path_factory.mktemp("standby"), {1: device_channel, 2: inverter_channel}, logs)
     devices.start(1)
     devices.start(2)       # at the same moment: the cold start must not end in two senders
     yield devices
@@ -130,6 +133,37 @@ def test_a_hung_active_keeps_its_kernel_frames_so_the_standby_waits_and_after_re
     assert who_sends(records, records[0].t) == {name_of(active)}
     assert pair.statuses()[standby]["standby"]["takeovers"] == takeovers
     assert pair.settle(30) == (active, standby)
+
+
+def test_a_frozen_active_falls_silent_after_its_lease_then_the_standby_takes_over_and_nobody_doubles(pair,
+                                                                                                    candump):
+    """Frozen for longer than its lease (``can.frame_lease_s``, default 10 s), the active device's
+    kernel frames stop, so the standby hears the silence and takes over within its takeover
+    time; resumed, the frozen device finds a later takeover on the bus and stands by."""
+    lease = config.load().can.frame_lease_s
+    active, standby = pair.settle()
+    takeovers = pair.statuses()[standby]["standby"]["takeovers"]
+    recorder = candump()
+    time.sleep(1.5)
+    device = pair.devices[active]
+    tree = [device.process.pid] + sorted(children_of(device.process.pid))
+    frozen_at = time.time()
+    for pid in tree:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(lease + TAKEOVER + 3)
+    resumed_at = time.time()
+    for pid in tree:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(4)
+    records = records_of(recorder.stop())
+    judge(records)      # the standby's first frame within the takeover time plus a period
+    names = [r for r in records if r.arbitration_id == NAME_ID]
+    frozen_last = max(r.t for r in names if sender(r) == name_of(active) and r.t < resumed_at)
+    assert frozen_at + lease - 2 * PERIOD <= frozen_last <= frozen_at + lease + 0.2, frozen_last - frozen_at
+    assert name_of(standby) in who_sends(records, frozen_last), "the standby took over"
+    assert who_sends(records, resumed_at + 2) == {name_of(standby)}, "the resumed device stands by"
+    assert pair.statuses()[standby]["standby"]["takeovers"] == takeovers + 1
+    assert pair.settle(30) == (standby, active)
 
 
 def first_frame_after(records, killed_at):

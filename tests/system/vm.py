@@ -2,12 +2,20 @@
 
 This machine's own kernel has no CAN, so ``vng`` (virtme-ng) boots the installed Debian
 kernel under qemu (no KVM here) on a read-only view of this machine's root filesystem:
-the same venv, the same project tree. One boot runs the whole suite. The guest loads the
-CAN modules, creates the vcan interfaces and runs pytest; junit, log and exit code land
+the same venv, the same project tree. One boot runs a whole tier. The guest loads the
+CAN modules, sets up the tier's interfaces and runs pytest; junit, log and exit code land
 in a results folder that the VM may write. When the VM cannot be started or set up, the
 run fails and says why: system tests are never skipped silently.
 
-Host:  python tests/system/vm.py [--results DIR] [--timeout S] [-- PYTEST_ARGS...]
+Two tiers (``--tier``):
+* ``vcan``: virtual interfaces, no bit rate, no TX queue limit, no error states;
+* ``sja1000``: four emulated Kvaser PCICAN cards (SJA1000 controllers, driven by Debian's
+  kvaser_pci/sja1000 drivers) on one emulated bus, can0 to can3, each brought up by the
+  installer's own link set-up (service/can_link.py: bit rate, restart-ms, txqueuelen).
+  can0 is the device, can1 the inverter, can2 the judge (can1 and can3: a hot-standby pair's
+  second device and its judge).
+
+Host:  python tests/system/vm.py [--tier T] [--results DIR] [--timeout S] [-- PYTEST_ARGS...]
        (or tests/system/run_in_vm.sh, which picks the venv's python)
 Guest: python -S tests/system/vm.py --guest --results DIR [-- PYTEST_ARGS...] (run by the host)
 """
@@ -28,15 +36,25 @@ from typing import List, Optional, Sequence
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 RESULTS_ROOT = PROJECT_DIR / "tests" / "system" / "results"   # git-ignored
 KEPT_RUNS = 5  # older run-* folders in RESULTS_ROOT are removed
-DEFAULT_PYTEST_ARGS = ["tests/system", "-v"]
+CONTROLLER_TESTS = "tests/system/test_controllers.py"     # needs real controllers: sja1000 tier only
+DEFAULT_PYTEST_ARGS = {
+    "vcan": ["tests/system", "-v", "--ignore=" + CONTROLLER_TESTS],
+    "sja1000": ["tests/system/test_daemon.py", "tests/system/test_standby.py", CONTROLLER_TESTS, "-v"],
+}
 
 # conftest.py reads these: they prove the tests run inside the VM and name what it set up.
 IN_VM_ENV = "PYLON_VENUS_SYSTEM_VM"
 RESULTS_DIR_ENV = "PYLON_VENUS_SYSTEM_RESULTS"
-VCAN_ENV = "PYLON_VENUS_SYSTEM_VCAN"
+TIER_ENV = "PYLON_VENUS_SYSTEM_TIER"
+CHANNELS_ENV = "PYLON_VENUS_SYSTEM_CHANNELS"
 
 VCAN_INTERFACES = ("vcan0", "vcan1")
-CAN_MODULES = ("can-raw", "can-bcm", "can-gw", "vcan", "vxcan")
+CAN_MODULES = ("can-raw", "can-bcm", "can-gw", "vcan", "vxcan", "slcan")
+CONTROLLER_INTERFACES = ("can0", "can1", "can2", "can3")
+CONTROLLER_MODULES = ("can-dev", "sja1000", "kvaser_pci")
+# One emulated CAN bus with one Kvaser PCICAN card (an SJA1000) per interface.
+CONTROLLER_QEMU_OPTS = " ".join(["-object can-bus,id=canbus0"] + [
+    "-device kvaser_pci,canbus=canbus0"] * len(CONTROLLER_INTERFACES))
 
 # Modules that udev would load for qemu's emulated hardware (KVM, CD-ROM, AHCI, watchdogs,
 # accelerated crypto...). None is needed, and loading them under emulation costs ~15 s.
@@ -74,7 +92,7 @@ class VmError(Exception):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parse_args(argv)
     if args.guest:
-        return guest_main(Path(args.results), args.pytest_args)
+        return guest_main(Path(args.results), args.tier, args.pytest_args)
     try:
         return host_main(args)
     except VmError as error:
@@ -85,6 +103,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guest", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--tier", choices=sorted(DEFAULT_PYTEST_ARGS), default="vcan",
+                        help="vcan: virtual interfaces; sja1000: emulated SJA1000 controllers on one "
+                             "emulated bus (default: vcan)")
     parser.add_argument("--results", help="folder for junit.xml, pytest.log, exit_code and "
                                            "artifacts/ (default: a new %s/run-*)" % RESULTS_ROOT)
     parser.add_argument("--timeout", type=float, default=600.0,
@@ -94,8 +115,8 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser.add_argument("--memory", default="1G", help="guest memory, qemu syntax")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("pytest_args", nargs="*",
-                        help="arguments for pytest after --, default: %s"
-                             % " ".join(DEFAULT_PYTEST_ARGS))
+                        help="arguments for pytest after --, default: the tier's (vcan: %s)"
+                             % " ".join(DEFAULT_PYTEST_ARGS["vcan"]))
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error("--timeout must be a positive number of seconds, got %s" % args.timeout)
@@ -115,8 +136,10 @@ def host_main(args: argparse.Namespace) -> int:
     results = _fresh_results_dir(Path(args.results)) if args.results else _new_run_dir()
 
     # -S: the guest side needs only the standard library; skipping site saves ~2 s in the VM.
-    guest_command = [sys.executable, "-S", str(Path(__file__).resolve()), "--guest",
-                     "--results", str(results), "--"] + (args.pytest_args or DEFAULT_PYTEST_ARGS)
+    pytest_args = args.pytest_args or DEFAULT_PYTEST_ARGS[args.tier]
+    guest_command = [sys.executable, "-S", str(Path(__file__).resolve()), "--guest", "--tier", args.tier,
+                     "--results", str(results), "--"] + pytest_args
+    qemu_opts = CACHED_ROOT_QEMU_OPTS + (" " + CONTROLLER_QEMU_OPTS if args.tier == "sja1000" else "")
     command = [
         str(vng), "--run", str(kernel),
         "--disable-kvm",       # KVM does not work on these machines
@@ -125,13 +148,13 @@ def host_main(args: argparse.Namespace) -> int:
         "--cwd", str(PROJECT_DIR),
         "--rwdir=%s" % results,
         "--append", "modprobe.blacklist=" + ",".join(UNNEEDED_MODULES),
-        "--qemu-opts=" + CACHED_ROOT_QEMU_OPTS,
+        "--qemu-opts=" + qemu_opts,
         "--exec", shlex.join(guest_command),
     ]
-    print("system tests: booting %s in a VM (no KVM), then: pytest %s"
-          % (kernel.name, " ".join(args.pytest_args or DEFAULT_PYTEST_ARGS)), flush=True)
+    print("system tests (%s tier): booting %s in a VM (no KVM), then: pytest %s"
+          % (args.tier, kernel.name, " ".join(pytest_args)), flush=True)
     vng_exit = _run_streaming(command, args.timeout, env=_path_with(vng.parent))
-    return _collect_result(results, vng_exit, time.monotonic() - started)
+    return _collect_result(results, args.tier, vng_exit, time.monotonic() - started)
 
 
 def find_can_kernel() -> Path:
@@ -228,7 +251,7 @@ def _kill_group(process: subprocess.Popen) -> None:
             continue
 
 
-def _collect_result(results: Path, vng_exit: int, elapsed_s: float) -> int:
+def _collect_result(results: Path, tier: str, vng_exit: int, elapsed_s: float) -> int:
     setup_error = results / SETUP_ERROR_FILE
     if setup_error.exists():
         raise VmError("the VM booted but setting it up failed: %s"
@@ -238,32 +261,32 @@ def _collect_result(results: Path, vng_exit: int, elapsed_s: float) -> int:
         raise VmError("vng exited with %d before pytest wrote %s (the VM did not boot or "
                       "the guest crashed; vng's output is above)" % (vng_exit, exit_file))
     pytest_exit = int(exit_file.read_text())
-    print("system tests: pytest exit %d after %.0f s in the VM; results in %s"
-          % (pytest_exit, elapsed_s, results), file=sys.stderr, flush=True)
+    print("system tests (%s tier): pytest exit %d after %.0f s in the VM; results in %s"
+          % (tier, pytest_exit, elapsed_s, results), file=sys.stderr, flush=True)
     return pytest_exit
 
 
 # -------------------------------------------------------------------------- guest side
 
-def guest_main(results: Path, pytest_args: List[str]) -> int:
-    """Inside the VM: cached code, multicast on lo, CAN modules and vcans, then pytest."""
+def guest_main(results: Path, tier: str, pytest_args: List[str]) -> int:
+    """Inside the VM: cached code, multicast on lo, CAN modules and the tier's interfaces, then pytest."""
     try:
         _use_cached_root()
         _set_up_loopback_multicast()
         _set_up_can()
+        interfaces = _set_up_controllers(results) if tier == "sja1000" else VCAN_INTERFACES
     except VmError as error:
         (results / SETUP_ERROR_FILE).write_text("%s\n" % error)
         print("system tests: setting up the VM failed: %s" % error, flush=True)
         return VM_FAILED
-    print("system tests: kernel %s, booted in %.1f s, modules %s, interfaces %s"
-          % (os.uname().release, _uptime_s(), " ".join(CAN_MODULES), " ".join(VCAN_INTERFACES)),
-          flush=True)
+    print("system tests (%s tier): kernel %s, booted in %.1f s, interfaces %s"
+          % (tier, os.uname().release, _uptime_s(), " ".join(interfaces)), flush=True)
 
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
-    env.update({IN_VM_ENV: "1", RESULTS_DIR_ENV: str(results), VCAN_ENV: ",".join(VCAN_INTERFACES)})
+    env.update({IN_VM_ENV: "1", RESULTS_DIR_ENV: str(results), TIER_ENV: tier, CHANNELS_ENV: ",".join(interfaces)})
     # The tree is read-only in the VM: no cache; no hypothesis plugin (no database, slow import).
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-               "--junitxml", str(results / JUNIT_FILE)] + (pytest_args or DEFAULT_PYTEST_ARGS)
+               "--junitxml", str(results / JUNIT_FILE)] + (pytest_args or DEFAULT_PYTEST_ARGS[tier])
     with (results / PYTEST_LOG_FILE).open("wb") as log:
         process = subprocess.Popen(command, cwd=str(PROJECT_DIR), env=env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -302,6 +325,22 @@ def _set_up_can() -> None:
     for name in VCAN_INTERFACES:
         _guest_run(["ip", "link", "add", "dev", name, "type", "vcan"], "create %s" % name)
         _guest_run(["ip", "link", "set", name, "up"], "bring %s up" % name)
+
+
+def _set_up_controllers(results: Path) -> Sequence[str]:
+    """Load the SJA1000 drivers and bring every controller up as the installer does: with
+    service/can_link.py and a configuration naming that interface (the rest: the defaults)."""
+    for module in CONTROLLER_MODULES:
+        _guest_run(["modprobe", module], "load kernel module %s" % module)
+    for name in CONTROLLER_INTERFACES:
+        if not Path("/sys/class/net", name).exists():
+            raise VmError("no %s after loading kvaser_pci: qemu did not emulate the %d Kvaser PCICAN cards "
+                          "(%s)" % (name, len(CONTROLLER_INTERFACES), CONTROLLER_QEMU_OPTS))
+        user_config = results / ("can-link-%s.toml" % name)
+        user_config.write_text('[can]\ninterface = "socketcan"\nchannel = "%s"\n' % name)
+        _guest_run([sys.executable, str(PROJECT_DIR / "service" / "can_link.py"), "up", "--config",
+                    str(user_config)], "bring %s up with service/can_link.py" % name)
+    return CONTROLLER_INTERFACES
 
 
 def _guest_run(command: List[str], purpose: str) -> None:

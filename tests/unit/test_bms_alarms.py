@@ -79,3 +79,18 @@ def test_every_flag_is_a_protocol_name():
     assert protection <= set(PROTECTIONS) and alarm <= set(ALARMS)
     assert protection == set(PROTECTIONS) - {"system_error"}
     assert alarm == set(ALARMS) - {"internal_comm_fail"}
+
+
+def test_a_latch_whose_measure_becomes_unknown_is_held():
+    active, flags = run([reading(temperature_c=-5.0), reading(temperature_c=None), reading(temperature_c=None)])
+    assert {"charge_too_cold"} <= active and all("low_temperature" in alarm for _, alarm in flags)
+    active, _ = run([reading(temperature_c=-5.0), reading(temperature_c=None), reading(temperature_c=20.0)])
+    assert active == frozenset()                                          # a real value clears it
+
+
+def test_without_a_temperature_sensor_no_temperature_latch_exists():
+    """A configuration without a sensor drops the temperature latches: one carried over could never clear."""
+    no_sensor = alarms.latches(CFG.replace(battery={"temperature_sensor": False}))
+    active = alarms.update(frozenset(), reading(temperature_c=-5.0), RULES)
+    assert "charge_too_cold" in active
+    assert alarms.update(active, reading(temperature_c=None), no_sensor) == frozenset()

@@ -1,4 +1,5 @@
 """Invariants of the engine and of degrade() over random snapshot sequences (hypothesis)."""
+import json
 import math
 
 from hypothesis import given, settings
@@ -9,6 +10,7 @@ from bms.engine import BmsEngine
 from bms.phases import TRANSITIONS
 from bms.snapshot import BatterySnapshot
 from bms.stale import degrade
+from bms.state import ChargeState
 from protocol.report import ALARMS, PROTECTIONS, BatteryReport
 
 DEFAULT = config.load()
@@ -119,3 +121,31 @@ def test_degrade_is_never_more_permissive_and_monotone_in_age(cfg, report, ages)
         assert at_older.discharge_current_a <= cfg.stale.safe_discharge_current_a
         assert "internal_comm_fail" in at_older.alarm
     assert math.isfinite(at_older.charge_current_a) and math.isfinite(at_older.discharge_current_a)
+
+
+def restarted(engine, cfg):
+    """A new engine from the saved state, through JSON as shared memory and the file carry it."""
+    return BmsEngine(cfg, ChargeState.from_dict(json.loads(json.dumps(engine.state.to_dict()))))
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(cfg=st.sampled_from([DEFAULT, QUICK.replace(limits={"recovery_hold_s": 5.0})]),
+       sequence=st.lists(st.tuples(st.floats(0.0, 60.0), mostly(snapshots, glitches, 8), st.booleans()),
+                         min_size=1, max_size=60))
+def test_limits_rise_only_along_the_ramp_and_protections_hold_across_restarts(cfg, sequence):
+    engine = BmsEngine(cfg)
+    now, previous = 1.7e9, None
+    for dt, snapshot, restart in sequence:
+        now += dt
+        if restart:
+            engine = restarted(engine, cfg)
+        decision = engine.step(snapshot, now)
+        if decision is None:
+            continue
+        report = decision.report
+        if previous is not None:
+            ramp = cfg.limits.recovery_ramp_a_per_s * dt + 1e-9
+            assert report.charge_current_a <= previous.charge_current_a + ramp
+            assert report.discharge_current_a <= previous.discharge_current_a + ramp
+        assert report.protection >= engine.state.latches & {"over_voltage", "under_voltage"}
+        previous = report

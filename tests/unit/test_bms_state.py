@@ -6,6 +6,7 @@ import pytest
 
 import config
 from bms.engine import BmsEngine
+from bms.limits import Governor
 from bms.snapshot import BatterySnapshot
 from bms.state import ChargeState
 
@@ -14,8 +15,13 @@ CFG = config.load()
 
 def test_json_round_trip():
     state = ChargeState(phase="absorption", absorption_s=120.5, tail_s=30.0, rebulk_s=None,
-                        last_full_charge_t=1.7e9, force_charge=True, charge_voltage_v=55.2)
-    assert ChargeState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+                        last_full_charge_t=1.7e9, force_charge=True, charge_voltage_v=55.2,
+                        since_full_charge_s=3600.0, latches=frozenset({"over_voltage", "high_voltage"}),
+                        charge_limit=Governor(0.0, 12.5), discharge_limit=Governor(120.0, 0.0))
+    saved = json.loads(json.dumps(state.to_dict()))
+    assert saved["latches"] == ["high_voltage", "over_voltage"]
+    assert saved["charge_limit"] == {"current_a": 0.0, "hold_left_s": 12.5}
+    assert ChargeState.from_dict(saved) == state
 
 
 def test_missing_keys_take_their_defaults_and_ints_become_floats():
@@ -32,6 +38,14 @@ def test_missing_keys_take_their_defaults_and_ints_become_floats():
     ({"tail_s": -1.0}, "tail_s = -1.0 is not allowed: expected a finite number >= 0 or null"),
     ({"charge_voltage_v": math.nan}, "charge_voltage_v = nan is not allowed"),
     ({"rebulk_s": "3"}, "rebulk_s = '3' is not allowed"),
+    ({"last_full_charge_t": 1e300}, "last_full_charge_t = 1e.300 is not allowed: expected a finite number >= 0 and < 253402300800 or null"),
+    ({"last_full_charge_t": -5.0}, "last_full_charge_t = -5.0 is not allowed"),
+    ({"since_full_charge_s": math.inf}, "since_full_charge_s = inf is not allowed"),
+    ({"latches": "over_voltage"}, "latches = 'over_voltage' is not allowed: expected a list of names"),
+    ({"latches": [1]}, "latches = \\[1\\] is not allowed"),
+    ({"charge_limit": [0.0, 30.0]}, "charge_limit = \\[0.0, 30.0\\] is not allowed: expected null or"),
+    ({"discharge_limit": {"current_a": 5.0}}, "discharge_limit = .* is not allowed"),
+    ({"charge_limit": {"current_a": -1.0, "hold_left_s": 0.0}}, "charge_limit.current_a = -1.0 is not allowed"),
 ])
 def test_bad_state_is_refused_with_the_reason(data, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):

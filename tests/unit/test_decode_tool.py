@@ -6,6 +6,8 @@ line and the second US5000 capture. Expected values are the capture's own decodi
 """
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -84,3 +86,56 @@ def test_the_profile_decides_what_an_id_means():
 def test_lowercase_hex_and_29_bit_foreign_ids():
     record = decode_line("(1.5) vcan0 18ff50e5#0102", profiles.get("pylon"))
     assert record == {"t": 1.5, "id": 0x18FF50E5, "extended": True, "name": "unknown", "fields": {}, "data": "0102"}
+
+
+# --- the command line: every bad line an error line, the rest decoded, always valid JSON ---
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def strict_json(line):
+    def refuse(constant):
+        raise ValueError("%s is not JSON" % constant)
+    return json.loads(line, parse_constant=refuse)
+
+
+def run_decode(path, *options, stdin=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "supervisor.py"), "decode"] + list(options) + [path],
+                          input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+
+
+def test_a_line_that_is_not_utf8_is_an_error_line_and_the_rest_decode(tmp_path):
+    good = b"(1700000000.000000) can0 351#1402C012C012C201\n"
+    log = tmp_path / "damaged.log"
+    log.write_bytes(good * 3 + b"(1700000000.1) can0 35E#\xff\xfePYLON\n" + good * 3)
+    result = run_decode(str(log))
+    assert result.returncode == 0 and result.stderr == b""
+    records = [strict_json(line) for line in result.stdout.decode("ascii").splitlines()]
+    assert len(records) == 7
+    assert [record.get("name") for record in records] == ["limits"] * 3 + [None] + ["limits"] * 3
+    assert records[3] == {"line": 4, "error": "not UTF-8 text: byte 0xff at column 25: "
+                                              "'(1700000000.1) can0 35E#\\\\xff\\\\xfePYLON'"}
+
+
+def test_stdin_is_read_as_bytes_too():
+    result = run_decode("-", stdin=b"(1.0) can0 35C#C000\n(2.0) can0 35C#\xc0\n")
+    records = [strict_json(line) for line in result.stdout.decode("ascii").splitlines()]
+    assert records[0]["name"] == "requests" and records[1]["line"] == 2 and "not UTF-8" in records[1]["error"]
+
+
+@pytest.mark.parametrize("stamp", ["nan", "inf", "-inf", "1e400", "NaN"])
+def test_a_timestamp_that_is_not_finite_is_an_error_line(tmp_path, stamp):
+    log = tmp_path / "stamps.log"
+    log.write_text("(%s) can0 35C#C000\n(1.0) can0 35C#C000\n" % stamp)
+    result = run_decode(str(log))
+    records = [strict_json(line) for line in result.stdout.decode("ascii").splitlines()]
+    assert records[0] == {"line": 1, "error": "timestamp %r is not a finite number" % stamp}
+    assert records[1]["name"] == "requests"
+
+
+@pytest.mark.parametrize("frame_id", ["20000000", "FFFFFFFF"])
+def test_29_bit_ids_above_the_29_bits_are_refused(frame_id):
+    record = decode_line("(1.0) can0 %s#00" % frame_id, profiles.get("pylon"))
+    assert record == {"t": 1.0, "id": int(frame_id, 16), "extended": True,
+                      "error": "29-bit CAN id 0x%s is above 0x1FFFFFFF" % frame_id}
+    assert decode_line("(1.0) can0 1FFFFFFF#00", profiles.get("pylon"))["name"] == "unknown"

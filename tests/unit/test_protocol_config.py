@@ -1,4 +1,8 @@
-"""The [inverter] section: the 0x35E name and the keep-alive timeout are checked against the profile."""
+"""The [inverter] section: the 0x35E name, the keep-alive timeout and the limits are checked against the profile."""
+import os
+import subprocess
+import sys
+
 import pytest
 
 import config
@@ -36,3 +40,40 @@ def test_deye_keepalive_timeout_covers_its_midnight_pause():
     assert problems(profile="deye", keepalive_timeout_s=5.0) == [
         "inverter.keepalive_timeout_s = 5 is below 6 for inverter.profile = 'deye': that inverter pauses its "
         "keep-alives longer; use 0 (off) or at least 6"]
+
+
+# A 12-cell pack: every cross-check holds, and its voltages lie below the Sunny Island's range.
+TWELVE_CELLS = dict(battery={"cell_count": 12}, limits={"discharge_voltage_v": 36.0},
+                    charge={"absorption_voltage_v": 41.4, "full_charge_voltage_v": 41.4, "float_voltage_v": 40.2,
+                            "rebulk_voltage_v": 39.6})
+
+
+def test_limits_outside_what_the_profile_can_send_are_refused():
+    assert config.load().replace(**TWELVE_CELLS).inverter.profile == "pylon"
+    with pytest.raises(config.ConfigError) as raised:
+        config.load().replace(inverter={"profile": "sma_si"}, **TWELVE_CELLS)
+    assert raised.value.problems == [
+        "charge.float_voltage_v = 40.2 is not allowed for inverter.profile = 'sma_si': expected 41 to 63, "
+        "the charge_voltage_v its frames can carry",
+        "limits.discharge_voltage_v = 36 is not allowed for inverter.profile = 'sma_si': expected 41 to 48, "
+        "the discharge_voltage_v its frames can carry"]
+
+
+def test_a_current_limit_above_what_the_frames_carry_is_refused():
+    with pytest.raises(config.ConfigError) as raised:
+        config.load().replace(limits={"max_charge_current_a": 4000.0})
+    assert raised.value.problems == [
+        "limits.max_charge_current_a = 4000 is not allowed for inverter.profile = 'pylon': expected 0 to 3276.7, "
+        "the charge_current_a its frames can carry"]
+
+
+def test_a_dvl_above_the_sunny_island_range_exits_2_naming_the_key(tmp_path):
+    path = tmp_path / "sma.toml"
+    path.write_text('[inverter]\nprofile = "sma_si"\n[limits]\ndischarge_voltage_v = 50.0\n')
+    root = os.path.dirname(config.DEFAULT_PATH)
+    result = subprocess.run([sys.executable, os.path.join(root, "supervisor.py"), "check", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "config: limits.discharge_voltage_v = 50 is not allowed for inverter.profile = 'sma_si': expected 41 to 48, "
+        "the discharge_voltage_v its frames can carry"]

@@ -1,5 +1,6 @@
 """Properties over each field's whole range: decode(encode(x)) == x within the resolution,
-out-of-range values clamp (never wrap), and NaN/None never reaches a frame.
+out-of-range values clamp (never wrap) and never so that a limit loosens, and NaN/None never
+reaches a frame.
 
 The field tables below are written from the vendor documents (type, resolution, range), not
 taken from the code.
@@ -88,10 +89,20 @@ def decoded_frames(profile, battery):
     return {frame.arbitration_id: profile.decode(frame).fields for frame in profile.encode(battery)}
 
 
+def range_of(table, attribute):
+    return [(low, high) for _, key, _, _, low, high in table if key == attribute][0]
+
+
 def check_numbers(name, battery):
     fields = decoded_frames(profiles.get(name), battery)
+    # raising a CVL or lowering a DVL to the field's range would loosen it: charging (discharging) stops instead
+    stopped = set()
+    if battery.charge_voltage_v < range_of(TABLES[name], "charge_voltage_v")[0]:
+        stopped.add("charge_current_a")
+    if battery.discharge_voltage_v > range_of(TABLES[name], "discharge_voltage_v")[1]:
+        stopped.add("discharge_current_a")
     for frame_id, key, attribute, resolution, low, high in TABLES[name]:
-        expected = min(max(getattr(battery, attribute), low), high)
+        expected = 0.0 if attribute in stopped else min(max(getattr(battery, attribute), low), high)
         assert math.isclose(fields[frame_id][key], expected, abs_tol=resolution / 2 * (1 + 1e-9)), \
             (hex(frame_id), key, getattr(battery, attribute), fields[frame_id][key])
 
@@ -106,6 +117,24 @@ def test_numbers_round_trip_and_clamp(names, fields, data):
     battery = data.draw(report_for(fields))
     for name in names:
         check_numbers(name, battery)
+
+
+LIMIT_VALUES = st.one_of(st.floats(-100, 100), st.floats(allow_nan=False, allow_infinity=False))
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+@settings(max_examples=100, deadline=None)
+@given(cvl=LIMIT_VALUES, ccl=LIMIT_VALUES, dcl=LIMIT_VALUES, dvl=LIMIT_VALUES)
+def test_no_limit_on_the_wire_is_looser_than_the_report(name, cvl, ccl, dcl, dvl):
+    """A CVL, CCL or DCL is never sent higher and a DVL never lower than decided, unless the
+    current it bounds is sent as 0 (charging / discharging stopped)."""
+    battery = BatteryReport(cvl, ccl, dcl, dvl, 50.0, 100.0, 50.0, 0.0, 20.0, True, True)
+    limits = decoded_frames(profiles.get(name), battery)[0x351]
+    rounding = 0.05 + 1e-9
+    assert limits["charge_current_a"] <= max(ccl, 0.0) + rounding
+    assert limits["discharge_current_a"] <= max(dcl, 0.0) + rounding
+    assert limits["charge_voltage_v"] <= cvl + rounding or limits["charge_current_a"] == 0.0
+    assert limits["discharge_voltage_v"] >= dvl - rounding or limits["discharge_current_a"] == 0.0
 
 
 @pytest.mark.parametrize("attribute, value, frame_id, offset, raw", [

@@ -223,14 +223,26 @@ def test_sma_frame_set_and_ranges():
 
 
 @pytest.mark.parametrize("changes, expected", [
-    # [SMA-TI] §5.3 table: CVL 41-63 V, CCL/DCL 0-1200 A, DVL 41-48 V
-    (dict(charge_voltage_v=70.0, charge_current_a=2000.0, discharge_current_a=-5.0, discharge_voltage_v=50.0),
-     (630, 12000, 0, 480)),
-    (dict(charge_voltage_v=30.0, charge_current_a=0.0, discharge_current_a=1500.0, discharge_voltage_v=40.0),
-     (410, 0, 12000, 410)),
+    # [SMA-TI] §5.3 table: CVL 41-63 V, CCL/DCL 0-1200 A, DVL 41-48 V. Clamped only where
+    # that tightens: CVL and the currents down, DVL up.
+    (dict(charge_voltage_v=70.0, charge_current_a=2000.0, discharge_current_a=-5.0, discharge_voltage_v=40.0),
+     (630, 12000, 0, 410)),
+    # a CVL below 41 V or a DVL above 48 V cannot be sent: raising the CVL or lowering the DVL
+    # would loosen it, so the nearest safe frame stops charging / discharging instead
+    (dict(charge_voltage_v=30.0, charge_current_a=100.0, discharge_current_a=1500.0, discharge_voltage_v=50.0),
+     (410, 0, 0, 480)),
+    (dict(charge_voltage_v=40.99, discharge_voltage_v=48.01), (410, 0, 0, 480)),
+    (dict(charge_voltage_v=41.0, discharge_voltage_v=48.0), (410, 4800, 4800, 480)),
 ])
-def test_sma_limits_are_clamped_to_the_sunny_island_ranges(changes, expected):
+def test_sma_limits_are_clamped_to_the_sunny_island_ranges_only_where_that_tightens(changes, expected):
     assert struct.unpack("<HhhH", frames_of("sma_si", report(**changes))[0x351]) == expected
+
+
+def test_a_cvl_the_frame_cannot_carry_stops_charging_and_withdraws_the_requests():
+    frames = frames_of("pylon", report(charge_voltage_v=-1.0, force_charge_1=True, force_charge_2=True,
+                                       full_charge=True))
+    assert struct.unpack("<HhhH", frames[0x351]) == (0, 0, 4800, 450)
+    assert frames[0x35C] == bytes([0x40, 0x00])   # discharge enable only
 
 
 def test_sma_0x35a_bits_follow_the_sma_tables():
@@ -334,7 +346,7 @@ def test_profile_names_equal_config_profiles():
 
 
 def test_unknown_profile_names_the_allowed_ones():
-    with pytest.raises(ValueError, match="allowed are deye, luxpower, pylon, sma_si, solark, victron"):
+    with pytest.raises(ValueError, match="allowed are deye, deye_hv, hoymiles_hv, luxpower, pylon, pylon_hv, sma_si, sofar_hv, solark, solxpow_hv, victron"):
         profiles.get("growatt")
 
 
@@ -346,7 +358,7 @@ def test_frame_set_is_fixed(name):
                                  cell_min_v=3.1, cell_max_v=3.4, cycle_count=5))
     assert [f.arbitration_id for f in quiet] == [f.arbitration_id for f in busy] == list(profile.frame_ids)
     assert [len(f.data) for f in quiet] == [len(f.data) for f in busy]
-    assert not any(f.is_extended_id for f in quiet)
+    assert all(f.is_extended_id == (profile.transport == "polled") for f in quiet)    # Pylon HV: 29-bit
     assert profile.cycle_s >= 1.0 and profile.default_manufacturer
 
 
@@ -412,3 +424,18 @@ def test_too_short_frames_raise_decode_error_naming_id_length_and_minimum(name, 
 def test_encode_needs_a_battery_report():
     with pytest.raises(TypeError, match="BatteryReport"):
         profiles.get("pylon").encode(US5000._asdict())
+
+
+# A V1.2-firmware US5000 sends 0x355 with 4 bytes and 0x356 with 6 (PYLON_CAN.md §2.8): every
+# profile that extends these frames decodes them without the optional fields, and a 0x35F
+# cut after the capacity still gives its fields (issue 12 item 18).
+@pytest.mark.parametrize("name, frame_id, data, fields", [
+    (name, 0x355, "58 00 5E 00", {"soc_pct": 88, "soh_pct": 94})
+    for name in ("victron", "sma_si", "luxpower", "solark")] + [
+    ("luxpower", 0x356, "7A 13 F2 FE 6B 01", {"voltage_v": 49.86, "current_a": -27.0, "temperature_max_c": 36.3}),
+    ("solark", 0x356, "7A 13 F2 FE 6B 01", {"voltage_v": 498.6, "current_a": -27.0, "temperature_c": 36.3}),
+    ("victron", 0x35F, "4C 49 01 03 3C 02", {"battery_type": 0x494C, "bms_version": 0x0301, "capacity_ah": 572}),
+    ("sma_si", 0x35F, "4C 49 01 03 3C 02", {"battery_type": 0x494C, "bms_version": 0x0301, "capacity_ah": 572}),
+])
+def test_optional_bytes_may_be_absent(name, frame_id, data, fields):
+    assert decode(name, frame_id, data).fields == fields

@@ -1,5 +1,4 @@
 """bms.replay: a recorded trace through the engine, with empty cells (stale data) and bad rows."""
-import csv
 import io
 import json
 import os
@@ -130,3 +129,31 @@ def test_matplotlib_is_not_imported_with_the_module():
     code = "import sys, bms.replay; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def replay_cli(trace):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "supervisor.py"), "replay", str(trace)], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+
+
+@pytest.mark.parametrize("rows, line, problem", [
+    # the data's age (the time since the last complete row) must be a finite number
+    ("-1e308,52,1,50,20\n0,,,,\n1e308,,,,\n", 4,
+     "t = 1e+308 is too far after the last complete row's t = -1e+308: the data's age is not a finite number of "
+     "seconds"),
+])
+def test_times_too_far_apart_are_a_row_error_not_a_traceback(tmp_path, rows, line, problem):
+    trace = tmp_path / "far.csv"
+    trace.write_text("t,voltage_v,current_a,soc_pct,temperature_c\n" + rows)
+    result = replay_cli(trace)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["%s:%d: %s" % (trace, line, problem)]
+    assert [json.loads(row)["t"] for row in result.stdout.splitlines()] == [-1e308, 0]
+
+
+def test_a_csv_saved_by_a_spreadsheet_with_a_bom_is_read(tmp_path):
+    trace = tmp_path / "excel.csv"
+    trace.write_bytes(b"\xef\xbb\xbft,voltage_v,current_a,soc_pct,temperature_c\r\n0,52.0,1.0,50.0,20.0\r\n")
+    result = replay_cli(trace)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["phase"] == "bulk"

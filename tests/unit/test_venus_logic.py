@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 
 import config
 from venus import dvcc, energy, settings as venus_settings, vebus
-from venus.busitem import INVALID, default_text, unwrap, wrap
+from venus.busitem import INVALID, coerce, default_text, unwrap, wrap
 from workers.dbus_publisher import setting_overrides
 
 CFG = config.load()
@@ -104,7 +104,32 @@ def test_user_charge_current_bounds_the_dvcc_one_unless_unlimited():
     written = _written(user_charge_current_a=(dvcc.UNLIMITED_A, 0.0))
     assert dvcc.dvcc_slot(written, dvcc.MODE_ON, {}, 1.0, 60.0)["max_charge_current_a"] is None
     written = _written(user_charge_current_a=(12.0, 0.0))
-    assert dvcc.dvcc_slot(written, dvcc.MODE_ON, {}, 1e9, 60.0)["max_charge_current_a"] == 12.0  # never expires
+    assert dvcc.dvcc_slot(written, dvcc.MODE_ON, {}, 59.0, 60.0)["max_charge_current_a"] == 12.0
+
+
+def test_the_users_charge_limit_expires_like_the_dvcc_limits():
+    """systemcalc rewrites it every 3 s while it applies; DVCC off or systemcalc gone, it must end."""
+    written = _written(user_charge_current_a=(12.0, 0.0), max_charge_current_a=(42.0, 0.0))
+    slot = dvcc.dvcc_slot(written, dvcc.MODE_ON, {}, 61.0, 60.0)
+    assert slot["max_charge_current_a"] is None and slot[dvcc.USER_CHARGE_FIELD] is None
+    assert dvcc.expired(written, 61.0, 60.0) == sorted([dvcc.USER_CHARGE_CURRENT,
+                                                        "/BatteryOperationalLimits/MaxChargeCurrent"])
+    # invalid and the user's "unlimited" limit nothing, so they never expire
+    written = _written(user_charge_current_a=(dvcc.UNLIMITED_A, 0.0), max_charge_voltage_v=(None, 0.0))
+    assert dvcc.expired(written, 1e9, 60.0) == []
+
+
+def test_the_status_section_shows_the_limits_in_force_their_age_and_what_expired():
+    written = _written(max_charge_current_a=(42.0, 100.0), user_charge_current_a=(dvcc.UNLIMITED_A, 90.0))
+    slot = dvcc.dvcc_slot(written, dvcc.MODE_ON, {}, now=110.0, timeout_s=60.0)
+    slot.update(written={path: value for path, (value, _) in written.items()},
+                written_at={path: at for path, (_, at) in written.items()},
+                expired=["max_charge_voltage_v"])
+    section = dvcc.status(slot, now=112.5)
+    assert section["limits"]["max_charge_current_a"] == 42.0 and section["limits"]["max_charge_voltage_v"] is None
+    assert section["age_s"] == {"max_charge_current_a": 12.5}          # "unlimited" has no age
+    assert section["expired"] == ["max_charge_voltage_v"] and section["mode"] == dvcc.MODE_ON
+    assert dvcc.status(None, 1.0)["limits"]["max_charge_current_a"] is None     # before the first slot
 
 
 @pytest.mark.parametrize("mode, charge, discharge", [
@@ -129,6 +154,32 @@ def test_mode_is_carried_out_as_charge_and_discharge_permission(mode, charge, di
 ])
 def test_valid_limits(path, value, valid):
     assert dvcc.valid_limit(path, value) is valid
+
+
+@pytest.mark.parametrize("kind, written, stored", [
+    (float, dbus.Boolean(True), None), (int, dbus.Boolean(False), None),        # booleans are no numbers
+    (int, dbus.Double(3.9), None), (int, dbus.Double(float("inf")), None), (int, dbus.Double(float("nan")), None),
+    (int, dbus.Double(3.0), 3), (int, dbus.Int32(4), 4), (int, dbus.String("3"), None),
+    (float, dbus.Int32(42), 42.0), (float, dbus.Double(55.2), 55.2), (float, dbus.String("1"), None),
+    (str, dbus.Int32(5), None), (str, dbus.String("Shed"), "Shed"),
+])
+def test_written_values_are_taken_only_as_their_type(kind, written, stored):
+    if stored is None:
+        with pytest.raises(ValueError):
+            coerce(kind, unwrap(written))
+    else:
+        value = coerce(kind, unwrap(written))
+        assert value == stored and type(value) is kind
+
+
+def test_a_negative_zero_limit_is_stored_as_zero_and_invalid_passes_to_the_check():
+    assert math.copysign(1.0, coerce(float, unwrap(dbus.Double(-0.0)))) == 1.0
+    assert coerce(float, unwrap(dbus.Array([], signature="i"))) is None
+
+
+@pytest.mark.parametrize("value, valid", [(1, True), (4, True), (True, False), (0, False), (3.0, False), (None, False)])
+def test_valid_mode(value, valid):
+    assert dvcc.valid_mode(value) is valid
 
 
 # ---- vebus state, alarms, Sunny Island AC ------------------------------------------------
@@ -196,16 +247,19 @@ def test_runtime_settings_carry_the_schema_range_and_the_config_default():
     assert len(by_path) == len(entries) == len(venus_settings.runtime_keys())
     entry = by_path["/Settings/PylonVenus/charge/float_voltage_v"]
     assert isinstance(entry["default"], dbus.Double) and entry["default"] == CFG.charge.float_voltage_v
-    rule = config.SCHEMA["charge"]["float_voltage_v"]
-    assert (entry["min"], entry["max"]) == (rule.low, rule.high)
+    b = CFG.battery     # a pack voltage: the configured pack's range, not the SCHEMA's 8 to 1000 V
+    assert (entry["min"], entry["max"]) == (b.cell_count * b.cell_voltage_min_v, b.cell_count * b.cell_voltage_max_v)
+    rule = config.SCHEMA["limits"]["max_charge_current_a"]
+    current = by_path["/Settings/PylonVenus/limits/max_charge_current_a"]
+    assert (current["min"], current["max"]) == (rule.low, rule.high)
     for key in venus_settings.runtime_keys():
         section, name = key.split(".", 1)
         assert section in ("charge", "limits", "battery")
         assert config.SCHEMA[section][name].kind in (int, float)
     # a key in force on Venus goes through the config check
     assert venus_settings.check_setting("charge.float_voltage_v", 53.4) == (53.4, None)
-    value, problem = venus_settings.check_setting("charge.float_voltage_v", 99.0)
-    assert value is None and "charge.float_voltage_v" in problem and "8" in problem and "65" in problem
+    value, problem = venus_settings.check_setting("charge.float_voltage_v", 1500.0)
+    assert value is None and "charge.float_voltage_v" in problem and "8" in problem and "1000" in problem
 
 
 def test_only_settings_that_differ_from_the_file_are_handed_to_bms_tx():

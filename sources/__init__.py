@@ -1,0 +1,1 @@
+"""Battery data sources for a device without a Venus battery service (a plain Raspberry Pi)."""

@@ -1,0 +1,1 @@
+"""The web console (workers/web.py runs it): live status, history, settings and actions in a browser."""
