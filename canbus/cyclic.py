@@ -84,15 +84,17 @@ def known_sent_until(wire: Optional[Dict], alive_until: Optional[float] = None) 
     """Per ID, the time up to which every due time was sent, from a sender's ``wire`` record.
 
     An ID on the wire went on being sent as long as its sender lived: up to ``alive_until`` (the
-    last moment that sender is known alive) but not past its lease, or, when that is not known,
-    only up to its first confirmed frame. None when there is no record.
+    last moment that sender is known alive) but not past its lease, less its task's ``lag``
+    (each frame goes that long after its due time), or, when that is not known, only up to its
+    first confirmed frame. None when there is no record.
     """
     if not wire:
         return None
     if alive_until is not None and wire.get("lease_until") is not None:
         alive_until = min(alive_until, wire["lease_until"])
-    return [max(until, alive_until) if on and alive_until is not None else until
-            for on, until in zip(wire["on"], wire["until"])]
+    lags = wire.get("lag") or [0.0] * len(wire["on"])
+    return [max(until, alive_until - lag) if on and alive_until is not None else until
+            for on, until, lag in zip(wire["on"], wire["until"], lags)]
 
 
 class CyclicFrameSet:
@@ -117,6 +119,7 @@ class CyclicFrameSet:
         self._send_lock = threading.Lock()
         self._data: Dict[int, bytes] = {}
         self._until: List[float] = []
+        self._lag: List[float] = []     # per ID, how long after its due times its task's frames go
         self._lease_frames = max(1, int(lease_s / schedule.cycle_s + ROUNDING)) \
             if lease_s and kernel_periodic(bus) else 0
         # Every ID's task sends at least up to here (its last leased frame is later); None: no lease yet.
@@ -125,10 +128,10 @@ class CyclicFrameSet:
     @property
     def wire(self) -> Dict:
         """Per ID: ``on``, its task's first frame is confirmed sent, so it is sent while this
-        process lives, but not past ``lease_until`` (None: no lease); ``until``, every due time up
-        to it is known sent."""
+        process lives, but not past ``lease_until`` (None: no lease), each frame ``lag`` seconds
+        after its due time; ``until``, every due time up to it is known sent."""
         on = [index in self._tasks and self._first_sent[index].is_set() for index in range(len(self._until))]
-        return {"on": on, "until": list(self._until), "lease_until": self._leased_until}
+        return {"on": on, "until": list(self._until), "lease_until": self._leased_until, "lag": list(self._lag)}
 
     def start(self, frames: List[Frame], sent_until: Sequence[float], wait: Callable[[float], bool]) -> bool:
         """Take over the cadence from a previous sender that sent ID i's due times up to
@@ -155,6 +158,7 @@ class CyclicFrameSet:
         # overdue one only once it is caught up.
         self._until = [sent_until[i] if i in overdue else first[i] - self.schedule.cycle_s
                        for i in range(len(frames))]
+        self._lag = [0.0] * len(frames)
         self.on_change()
         for index in overdue:
             self.bus.send(to_message(frames[index]))
@@ -172,6 +176,8 @@ class CyclicFrameSet:
                 lease_frames=self._lease_frames)
             if self._lease_frames and self._leased_until is None:
                 self._leased_until = started_at + self._leased_cycles_s
+            # The task keeps the phase it started with: every frame goes this much after its due time.
+            self._lag[index] = max(0.0, self.clock() - first[index])
             self._data[index] = frame.data
             if self._first_sent[index].is_set():
                 self._until[index] = first[index]
@@ -215,7 +221,7 @@ class CyclicFrameSet:
             stopped_at = min(stopped_at, self._leased_until)     # a lapsed lease ended the frames earlier
         for index, task in self._tasks.items():
             if self._first_sent[index].is_set():
-                self._until[index] = max(self._until[index], stopped_at)
+                self._until[index] = max(self._until[index], stopped_at - self._lag[index])
             try:
                 task.stop()
             except can.CanError:

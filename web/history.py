@@ -1,15 +1,15 @@
-"""The console's 24 h history: a fixed-size ring of samples in one memory-mapped file.
+"""The console's 24 h history: a fixed-size ring of samples in one file.
 
 The file is made once at its full size (header + ``capacity`` records of ``RECORD.size``
 bytes), so memory and disk use are bounded and known in advance: 24 h at one sample every
 ``interval_s``. Each record carries its own CRC, written before the header's next-index word
 moves on, so a web worker killed mid-write loses at most that one sample; a restarted worker
-maps the same file and continues. Keep it on a RAM file system (/tmp on Venus): it then costs
+opens the same file and continues. Plain positioned reads and writes, not a memory map: some
+file systems (a network or shared folder) refuse to map a file. Keep it on a RAM file system (/tmp on Venus): it then costs
 no flash writes and survives every restart of the worker and the daemon, though not a reboot.
 Values that were unknown are stored as NaN and read back as None.
 """
 import math
-import mmap
 import os
 import struct
 import zlib
@@ -18,6 +18,8 @@ from typing import Dict, List, Optional
 MAGIC = b"PVHIST01"
 SPAN_S = 24 * 3600.0
 _HEADER = struct.Struct("<8sIIdQ")     # magic, capacity, record size, interval, records written
+_COUNT = struct.Struct("<Q")           # the header's last word: records written
+_COUNT_AT = _HEADER.size - _COUNT.size
 # wall time; V, I, SoC, T, CVL, CCL, DCL; phase, freshness, protections, warnings; CRC32
 RECORD = struct.Struct("<d7f4BI")
 FIELDS = ("voltage_v", "current_a", "soc_pct", "temperature_c",
@@ -52,17 +54,16 @@ class History:
         self.capacity = capacity_for(interval_s)
         size = file_size(interval_s)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fresh = os.fstat(fd).st_size != size or not self._header_fits(fd)
-            if fresh:       # missing, another interval, or not ours: start empty
-                os.ftruncate(fd, 0)
-                os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
-        if fresh:
-            _HEADER.pack_into(self._map, 0, MAGIC, self.capacity, RECORD.size, interval_s, 0)
+            if os.fstat(self._fd).st_size != size or not self._header_fits(self._fd):
+                # missing, another interval, or not ours: start empty
+                os.ftruncate(self._fd, 0)
+                os.ftruncate(self._fd, size)
+                os.pwrite(self._fd, _HEADER.pack(MAGIC, self.capacity, RECORD.size, interval_s, 0), 0)
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     def _header_fits(self, fd: int) -> bool:
         header = os.pread(fd, _HEADER.size, 0)
@@ -73,7 +74,7 @@ class History:
 
     @property
     def written(self) -> int:
-        return _HEADER.unpack_from(self._map, 0)[4]
+        return _COUNT.unpack(os.pread(self._fd, _COUNT.size, _COUNT_AT))[0]
 
     def append(self, sample: Dict[str, object]) -> None:
         """``sample``: ``t`` (epoch s), the FIELDS (None when unknown), ``phase``, ``freshness``,
@@ -84,19 +85,20 @@ class History:
         body = RECORD.pack(*values, 0)[:-4]
         written = self.written
         offset = _HEADER.size + (written % self.capacity) * RECORD.size
-        self._map[offset:offset + RECORD.size] = body + struct.pack("<I", zlib.crc32(body))
-        struct.pack_into("<Q", self._map, _HEADER.size - 8, written + 1)
+        os.pwrite(self._fd, body + struct.pack("<I", zlib.crc32(body)), offset)
+        os.pwrite(self._fd, _COUNT.pack(written + 1), _COUNT_AT)
 
     def samples(self, since_t: Optional[float] = None) -> List[Dict[str, object]]:
         """Every whole sample, oldest first (those after ``since_t`` only, when given)."""
         written = self.written
         count = min(written, self.capacity)
         result = []
+        records = os.pread(self._fd, self.capacity * RECORD.size, _HEADER.size)
         for index in range(written - count, written):
-            offset = _HEADER.size + (index % self.capacity) * RECORD.size
-            raw = bytes(self._map[offset:offset + RECORD.size])
-            if zlib.crc32(raw[:-4]) != struct.unpack("<I", raw[-4:])[0]:
-                continue        # torn by a kill mid-write
+            offset = (index % self.capacity) * RECORD.size
+            raw = records[offset:offset + RECORD.size]
+            if len(raw) != RECORD.size or zlib.crc32(raw[:-4]) != struct.unpack("<I", raw[-4:])[0]:
+                continue        # torn by a kill mid-write (or the file cut short under us)
             values = RECORD.unpack(raw)
             if since_t is not None and values[0] <= since_t:
                 continue
@@ -109,7 +111,7 @@ class History:
         return result
 
     def close(self) -> None:
-        self._map.close()
+        os.close(self._fd)
 
 
 def sample_from(frames_slot: Optional[dict], battery_slot: Optional[dict], wall_t: float) -> Dict[str, object]:

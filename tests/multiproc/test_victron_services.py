@@ -224,7 +224,8 @@ def test_limits_expire_with_systemcalc_and_return_with_it(venus, owner, daemon):
     assert value(venus, VEBUS, BOL + "MaxChargeVoltage") is None             # written before the current
     wait_until(lambda: value(venus, VEBUS, "/Dc/0/MaxChargeCurrent") == 10000, "the user's limit withdrawn", 3)
     wait_until(lambda: value(venus, VEBUS, "/VebusMainState") is None, "no external control", 3)
-    status = d.wait_for(lambda s: "user_max_charge_current_a" in s["dvcc"]["expired"], 3, "expiry in the status")
+    status = d.wait_for(lambda s: "user_max_charge_current_a" in s["dvcc"]["expired"], 10,   # written up to 3 s
+                        "expiry in the status")                                     # after the others
     assert "max_charge_current_a" in status["dvcc"]["expired"] and status["dvcc"]["limits"]["max_charge_current_a"] is None
     assert "expired" in d.log()
     printed = [line for line in d.command("status").stdout.splitlines() if line.strip().startswith("dvcc")]

@@ -2,7 +2,8 @@
 
 One daemon and one browser serve the whole module; the tests run in file order (each flow
 leaves the daemon as the next one expects). Every change is judged where it matters: on the
-recorded bus. Screenshots of the main views go to docs/screenshots/ (one is in the README).
+recorded bus. Screenshots of the main views go to tests/multiproc/results/screenshots/ (copies of
+them are in docs/screenshots/, one in the README).
 Needs Debian's chromium, chromium-driver and python3-selenium (dev/bootstrap.sh --dev); the
 system chromedriver is used, never a downloaded one.
 """
@@ -36,7 +37,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 PERIOD = 1.0
 PASSWORD = "a long test password"
-SCREENSHOTS = os.environ.get("PYLON_SCREENSHOTS", os.path.join(ROOT, "docs", "screenshots"))
+# A test run never rewrites tracked files: docs/screenshots/ holds copies taken from such a run.
+SCREENSHOTS = os.environ.get("PYLON_SCREENSHOTS", os.path.join(ROOT, "tests", "multiproc", "results", "screenshots"))
 
 
 @pytest.fixture(scope="module")

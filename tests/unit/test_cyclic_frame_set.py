@@ -223,7 +223,7 @@ def test_stop_records_up_to_when_each_id_was_sent():
         pytest.approx(1001.01), pytest.approx(1001.51)], "without a heartbeat: sent up to the first frames"
     clock.t = 1002.2
     sender.stop()
-    assert sender.wire == {"on": [False, False], "until": [1002.2, 1002.2], "lease_until": None}
+    assert sender.wire == {"on": [False, False], "until": [1002.2, 1002.2], "lease_until": None, "lag": [0.0, 0.0]}
     assert known_sent_until(sender.wire, 1003.0) == [1002.2, 1002.2]
 
 
