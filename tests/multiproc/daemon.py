@@ -156,3 +156,15 @@ def tree_cpu_seconds(pid, children=True):
             continue
         total += (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+def wait_until(probe, what: str, timeout_s: float = 20.0):
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %g s waiting for %s (last: %r)" % (timeout_s, what, value))
+        time.sleep(0.02)

@@ -13,6 +13,7 @@ import pytest
 import config
 from ipc.shared_state import SharedState
 from tests.fakes.gx_mqtt import MOSQUITTO, Broker, GxPlayer
+from tests.multiproc.daemon import wait_until
 from workers.battery_reader import GxMqttReader
 
 pytestmark = pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="mosquitto is not installed "
@@ -26,14 +27,6 @@ def batteries():
                   "/System/MinCellVoltage": 3.31, "/System/MaxCellVoltage": 3.33}}
 
 
-def wait_until(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for %s" % what)
 
 
 @pytest.fixture
@@ -122,8 +115,7 @@ def test_a_broker_that_goes_away_ages_the_data_and_is_reconnected(tmp_path, run_
         assert slot(state)["updated"] == lost
         keepalives = len(gx.keepalives)
         brokers.append(Broker(tmp_path, port=brokers[0].port).start())
-        wait_until(lambda: slot(state)["broker_connected"] and slot(state)["updated"] > lost, 20,
-                   "reconnected and fresh")
+        wait_until(lambda: slot(state)["broker_connected"] and slot(state)["updated"] > lost, "reconnected and fresh")
         assert b"" in gx.keepalives[keepalives:]       # a full keep-alive after the reconnect
     finally:
         gx.close()

@@ -11,18 +11,11 @@ import pytest
 import config
 from ipc.shared_state import SharedState
 from tests.fakes.vedirect_device import VeDirectDevice
+from tests.multiproc.daemon import wait_until
 from workers.battery_reader import VeDirectReader
 from workers.bms_tx import read_snapshot
 
 
-def wait_until(predicate, timeout=5.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting for %s" % what)
 
 
 @pytest.fixture

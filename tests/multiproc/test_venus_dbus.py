@@ -21,6 +21,7 @@ from ipc.private_dbus import PrivateDbus
 from ipc.shared_state import SharedState
 from protocol.report import BatteryReport
 from tests.fakes.peer import Peer
+from tests.multiproc.daemon import wait_until
 from venus import vebus
 from workers.runtime import main
 
@@ -36,16 +37,6 @@ READING = {"/Dc/0/Voltage": 52.0, "/Dc/0/Current": 12.5, "/Soc": 75.0, "/Dc/0/Te
 _segments = itertools.count()
 
 
-def wait_until(probe, what: str, timeout_s: float = 10.0):
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` and the last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %g s waiting for %s (last: %r)" % (timeout_s, what, value))
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import config
 from ipc.private_dbus import PrivateDbus
 from tests.fakes.peer import Peer
-from tests.multiproc.daemon import Daemon
+from tests.multiproc.daemon import Daemon, wait_until
 from tests.multiproc.victron import VictronServices, absent
 
 ABSENT = absent()
@@ -33,15 +33,6 @@ DVCC_TIMEOUT_S = 8.0
 USER_LIMIT_A = 30.0
 
 
-def wait_until(probe, what: str, timeout_s: float = 20.0):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %g s waiting for %s (last: %r)" % (timeout_s, what, value))
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 import config
 from bms.external import ExternalVoltageRamp, apply_external_limits, consistent
-from protocol.report import ALARMS, PROTECTIONS, BatteryReport
+from protocol.report import BatteryReport
+from tests.unit.test_bms_properties import reports
 from venus.dvcc import MODE_INVERTER_ONLY, MODE_ON, USER_CHARGE_CURRENT, dvcc_slot
 
 REQUESTING = BatteryReport(
@@ -72,15 +73,6 @@ def test_consistent_derives_enables_from_the_currents_and_requests_from_charging
     assert consistent(REQUESTING) == REQUESTING
 
 
-reports = st.builds(
-    BatteryReport,
-    charge_voltage_v=st.floats(40.0, 60.0), charge_current_a=st.floats(0.0, 500.0),
-    discharge_current_a=st.floats(0.0, 500.0), discharge_voltage_v=st.floats(40.0, 50.0),
-    soc_pct=st.floats(0.0, 100.0), soh_pct=st.floats(0.0, 100.0), voltage_v=st.floats(40.0, 60.0),
-    current_a=st.floats(-200.0, 200.0), temperature_c=st.one_of(st.none(), st.floats(-20.0, 60.0)),
-    charge_enable=st.booleans(), discharge_enable=st.booleans(), force_charge_1=st.booleans(),
-    force_charge_2=st.booleans(), full_charge=st.booleans(),
-    protection=st.frozensets(st.sampled_from(PROTECTIONS)), alarm=st.frozensets(st.sampled_from(ALARMS)))
 bound = st.none() | st.just(0.0) | st.floats(0.0, 600.0)
 dvcc_slots = st.none() | st.builds(dvcc, bound, bound, bound)
 

@@ -3,15 +3,13 @@ bad time source) never trigger nor suppress the periodic full charge, across res
 saved times in the future are refused; limits the failsafe lowered meanwhile rise only by
 hold and ramp."""
 import json
-import logging
-import threading
 
 import pytest
 
-import config
 from bms.limits import Governor
 from bms.state import ChargeState
 from protocol.report import BatteryReport, to_json
+from tests.fakes.worker import FakeState, FakeWorker
 from workers import bms_tx
 
 DAY = 86400.0
@@ -33,31 +31,6 @@ class FakeClock:
     def advance(self, seconds):
         self.wall += seconds
         self.mono += seconds
-
-
-class FakeState:
-    def __init__(self):
-        self.slots = {}
-
-    def read(self, slot):
-        return self.slots.get(slot)
-
-    def write(self, slot, value):
-        self.slots[slot] = json.loads(json.dumps(value))
-
-
-class FakeWorker:
-    def __init__(self, charge_file, state):
-        self.cfg = config.load().replace(state={"charge_file": str(charge_file)})
-        self.state = state
-        self.log = logging.getLogger("pylon-venus.test")
-        self.stopping = threading.Event()
-
-    def beat(self, **info):
-        pass
-
-    def wait(self, seconds):
-        return self.stopping.wait(seconds)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ import errno
 import json
 import logging
 import os
-import threading
 import time
 import types
 
@@ -15,34 +14,8 @@ from bms.state import ChargeState
 from ipc.atomic_file import load_or_set_aside
 from ipc.flash_writer import FlashWriter
 from venus.energy import EnergyCounters
+from tests.fakes.worker import FakeWorker
 from workers.bms_tx import BmsTransmitter
-
-
-class FakeState:
-    """Shared memory as a dict: the slots a worker reads and writes."""
-
-    def __init__(self):
-        self.slots = {}
-
-    def read(self, slot):
-        return self.slots.get(slot)
-
-    def write(self, slot, value):
-        self.slots[slot] = json.loads(json.dumps(value))
-
-
-class FakeWorker:
-    def __init__(self, charge_file, state=None):
-        self.cfg = config.load().replace(state={"charge_file": str(charge_file)})
-        self.state = state or FakeState()
-        self.log = logging.getLogger("pylon-venus.test")
-        self.stopping = threading.Event()
-
-    def beat(self, **info):
-        pass
-
-    def wait(self, seconds):
-        return self.stopping.wait(seconds)
 
 
 def transmitter(path, state=None):
