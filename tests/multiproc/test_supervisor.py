@@ -214,13 +214,7 @@ def _start_with_output(d, output, cwd=ROOT):
 def _stop_within(d, sig, seconds):
     """Send ``sig``; the daemon must exit within ``seconds`` (it is killed otherwise)."""
     started = time.monotonic()
-    d.process.send_signal(sig)
-    try:
-        d.process.wait(seconds)
-    except subprocess.TimeoutExpired:
-        d.process.kill()
-        d.process.wait()
-        raise AssertionError("the daemon did not stop within %g s of %s" % (seconds, sig))
+    d.stop(sig, seconds)
     return time.monotonic() - started
 
 
