@@ -52,7 +52,6 @@ def text(*choices):
 FLAG = Rule(bool)
 
 PROFILES = profiles.names()      # one module per profile in protocol/profiles: nothing to add here
-HV_BITRATES = (500000, 250000)   # what Pylon HV inverters speak (PYLON_HV.md §1)
 
 SCHEMA: Dict[str, Dict[str, Rule]] = {
     "can": {
@@ -510,9 +509,12 @@ def _sendable_checks(v: Dict[str, Dict[str, Any]], profile_name: str, profile) -
 
 
 def _pack_checks(v: Dict[str, Dict[str, Any]], profile_name: str, profile) -> List[str]:
-    """The pack must fit the profile's frames; a polled (Pylon HV) profile also tells the inverter
-    its module geometry and runs at an HV bit rate, and its hot standby is not there yet."""
+    """The bit rate must be one the inverter speaks and the pack must fit the profile's frames; a
+    polled (Pylon HV) profile also tells the inverter its module geometry."""
     b, problems = v["battery"], []
+    if v["can"]["bitrate"] not in profile.bitrates:
+        problems.append("can.bitrate = %d is not allowed for inverter.profile = %r: expected %s"
+                        % (v["can"]["bitrate"], profile_name, " or ".join(str(rate) for rate in profile.bitrates)))
     pack_max = b["cell_count"] * b["cell_voltage_max_v"]
     highest = profile.sendable_range("voltage_v")[1]
     if pack_max > highest:
@@ -525,12 +527,6 @@ def _pack_checks(v: Dict[str, Dict[str, Any]], profile_name: str, profile) -> Li
         problems.append("battery.modules = %d is not allowed for inverter.profile = %r: battery.cell_count = %d "
                         "cells in series must split into equal modules (0x7320 tells the inverter the cells "
                         "per module)" % (b["modules"], profile_name, b["cell_count"]))
-    if v["can"]["bitrate"] not in HV_BITRATES:
-        problems.append("can.bitrate = %d is not allowed for inverter.profile = %r: expected %s"
-                        % (v["can"]["bitrate"], profile_name, " or ".join(str(rate) for rate in HV_BITRATES)))
-    if v["standby"]["enabled"]:
-        problems.append("standby.enabled = true is not allowed for inverter.profile = %r: the hot standby does not "
-                        "yet arbitrate a polled protocol (two devices would answer one request)" % profile_name)
     return problems
 
 
@@ -542,6 +538,10 @@ def _standby_checks(sb: Dict[str, Any], profile_name: str, profile) -> List[str]
         problems.append("standby.takeover_s = %g is below %g for inverter.profile = %r: a standby must see at least "
                         "one frame of each %g s cycle within it" % (sb["takeover_s"], minimum, profile_name,
                                                                     profile.cycle_s))
+    if profile.transport == "polled" and not sb["heartbeat"]:
+        problems.append("standby.heartbeat = false is not allowed for inverter.profile = %r: answering polls, two "
+                        "devices that both believe they are active (one resumed after a pause) would both answer "
+                        "a request; only the heartbeat tells them apart" % profile_name)
     if sb["heartbeat"] and sb["heartbeat_interval_s"] * 4 > sb["takeover_s"]:
         problems.append("standby.heartbeat_interval_s = %g is above standby.takeover_s / 4 = %g: a peer must be "
                         "heard several times within the takeover time"

@@ -8,6 +8,7 @@ down, decides the hot-standby role (only the active device transmits), and write
 status file. The other commands are tools around it.
 """
 import collections
+import gc
 import hashlib
 import json
 import logging
@@ -38,10 +39,11 @@ from protocol.decode import decode_lines
 from sources.venus_presence import dbus_publisher_wanted, venus_os_present
 from tools.replay import run_cli
 from version import VERSION
-from workers.runtime import main as worker_main
+from workers.runtime import main as worker_main, preload as preload_workers
 
 log = logging.getLogger("pylon-venus")
 KILL_WAIT_S = 1.0       # how long a killed worker may take to end before it is reported and left
+DUE_MARGIN_S = 0.01     # the loop wakes this long after a deadline, so it is past (timeouts are "older than")
 
 
 class WorkerHandle:
@@ -87,6 +89,7 @@ class Supervisor:
         if cfg.web.enabled:
             names.append("web")
         self.workers = collections.OrderedDict((name, WorkerHandle(name)) for name in names)
+        preload_workers(names)
         self.restart_request = None         # the web console's last restart request, done
         self.notifier = systemd_notifier()
         self.status_writer = FlashWriter(log)       # a slow or full disk never holds up this loop
@@ -106,6 +109,9 @@ class Supervisor:
     def spawn(self, handle: WorkerHandle) -> None:
         handle.process = self.context.Process(target=worker_main, args=(handle.name, self.cfg, self.state.path),
                                               name=handle.name)
+        # Every object so far into the collector's permanent generation: a worker's collections then
+        # never write to the pages it shares with this process, which stay shared (copy-on-write).
+        gc.freeze()
         handle.process.start()
         handle.started_at = time.monotonic()
         handle.state = "running"
@@ -189,22 +195,27 @@ class Supervisor:
         change = self.standby.update(now, ready=frames.get("report") is not None,
                                      fresh=self._own_data_fresh(now), sending=self._sending())
         if change is None:
+            lease = self.standby.answer_lease(now)      # polled: the right to answer, renewed
+            if lease is not None:
+                self._role_slot.update(lease)
+                self.state.write("role", self._role_slot)
             return
         log.warning("hot standby: role %s: %s", change.role, change.reason)
         cadence = None
         if change.role == ACTIVE:
             cadence = self.standby.takeover_cadence(change)
-            self._cover_takeover(now, cadence)
+            self._cover_takeover(cadence)
         else:
             self.failsafe.release()
         self.role = change.role
         self._publish_role(now, change.reason, cadence)
 
-    def _cover_takeover(self, now: float, cadence) -> None:
-        """Without fresh data of our own (or a bms_tx to send it), send the active device's last
-        frames through the failsafe, on the takeover's cadence."""
-        if self._own_data_fresh(now) and self.workers["bms_tx"].alive:
-            return          # bms_tx sees the role and starts at once
+    def _cover_takeover(self, cadence) -> None:
+        """Send the active device's last frames through the failsafe, on the takeover's cadence,
+        until bms_tx has taken the bus with its own decision (``hand_over``): the failsafe's bus is
+        open and its loop is ours, while bms_tx first has to see the role, open its bus and start
+        its tasks, which took 2.4 s on a loaded machine (the frames' gap then broke takeover_s + one
+        period)."""
         peer_frames = self.standby.observed_frame_set(cadence.t0)
         if peer_frames is not None:
             self.failsafe.engage(cadence.after, source=peer_frames)
@@ -222,8 +233,11 @@ class Supervisor:
 
     def _publish_role(self, now: float, reason: str, cadence=None) -> None:
         """``cadence``: where a takeover's frames go (bms_tx starts there, not later)."""
-        self.state.write("role", {"role": self.role, "since": now, "reason": reason,
-                                  "cadence": None if cadence is None else list(cadence)})
+        self._role_slot = {"role": self.role, "since": now, "reason": reason,
+                           "cadence": None if cadence is None else list(cadence)}
+        if self.standby is not None:
+            self._role_slot.update(self.standby.answer_lease(now, force=True) or {})
+        self.state.write("role", self._role_slot)
 
     def hand_over(self) -> None:
         """Failsafe on while bms_tx cannot send; off as soon as a new bms_tx is ready (covering a
@@ -249,11 +263,10 @@ class Supervisor:
                  self.cfg.can.interface, self.cfg.can.channel, self.cfg.battery.source,
                  ", simulated inverter" if self.cfg.simulation.inverter else "")
         next_status = 0.0
-        tick = self.cfg.watchdog.heartbeat_interval_s     # a death wakes the loop at once anyway
         try:
             while not self.stopping:
                 sentinels = [h.process.sentinel for h in self.workers.values() if h.alive]
-                multiprocessing.connection.wait(sentinels, timeout=self._sleep_time(tick))
+                multiprocessing.connection.wait(sentinels, timeout=self._sleep_time(next_status))
                 self.watch()
                 now = time.monotonic()
                 if self.recorder is not None:
@@ -265,10 +278,34 @@ class Supervisor:
             self.shutdown()
         return 0
 
-    def _sleep_time(self, tick: float) -> float:
-        """At most ``tick``, and not past the moment a standby's takeover falls due."""
-        due = self.standby.arbiter.next_takeover_at if self.standby is not None else None
-        return tick if due is None else max(0.0, min(tick, due - time.monotonic()))
+    def _sleep_time(self, next_status: float) -> float:
+        """Until the next thing falls due (a worker's death wakes the loop at once anyway): the
+        status write, a heartbeat's or a start-up's deadline, a restart after its backoff, a
+        standby's takeover (or its lease). So a steady daemon wakes once per status write, and a
+        hung worker is still found when its heartbeat_timeout_s runs out. While anything is in
+        transition (a worker starting or down, the failsafe sending, hot standby arbitrating) at
+        most one heartbeat interval: a new bms_tx's first beat ends the failsafe at once."""
+        wd = self.cfg.watchdog
+        due = [next_status]
+        steady = self.standby is None and not self.failsafe.engaged
+        for handle in self.workers.values():
+            if handle.state != "running":
+                steady = False
+                due.append(handle.next_start)
+                continue
+            beat = self.state.read("heartbeat." + handle.name)
+            if beat is not None and beat.get("pid") == handle.process.pid:
+                due.append(beat["t"] + wd.heartbeat_timeout_s)
+            else:
+                steady = False
+                due.append(handle.started_at + wd.startup_timeout_s)
+        now = time.monotonic()
+        if not steady:
+            due.append(now + wd.heartbeat_interval_s)
+        wake_at = self.standby.wake_at() if self.standby is not None else None
+        if wake_at is not None:
+            due.append(wake_at)
+        return max(0.0, min(due) - now + DUE_MARGIN_S)
 
     def _on_signal(self, signum, _frame) -> None:
         log.info("%s received: stopping", signal.Signals(signum).name)

@@ -8,9 +8,11 @@ main loop of dbus-python.
     python bench/baseline_imports.py           import, then exit (start-up baseline)
     python bench/baseline_imports.py --hold    import, print "ready", wait for stdin to close
 """
+import contextlib
 import importlib
 import os
 import pkgutil
+import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,6 +42,20 @@ def runtime_packages() -> list:
         if any(entry.endswith(".py") for entry in os.listdir(folder)):
             found.append(name)
     return found
+
+
+@contextlib.contextmanager
+def holding_interpreter():
+    """A bare interpreter holding the daemon's libraries (``--hold``), its pid, for as long as the block runs."""
+    process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--hold"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        if process.stdout.readline().strip() != "ready":
+            raise AssertionError("%s did not get ready (exit code %s)" % (__file__, process.poll()))
+        yield process.pid
+    finally:
+        process.stdin.close()
+        process.wait(30)
 
 
 def main(argv) -> int:

@@ -1,10 +1,13 @@
-"""Run every benchmark in the system tests' VM, then write bench/RESULTS.md.
+"""Run every benchmark in the system tests' VM, then the idle footprint here, then write bench/RESULTS.md.
 
     sh bench/run.sh [--idle-s S] [--loaded-s S] ... [--results DIR] [--output FILE]
 
-The VM (tests/system/vm.py) boots Debian's kernel, which has SocketCAN, and runs pytest on
-bench/vm_bench.py; its measurements land in DIR/bench.json, which this turns into Markdown.
-``--render-only`` rewrites the Markdown from an existing bench.json without booting the VM.
+The VM (tests/system/vm.py) boots Debian's kernel, which has SocketCAN, once per tier (``--tiers``:
+vcan interfaces, then emulated SJA1000 controllers on one bus), and runs pytest on bench/vm_bench.py
+(and, on vcan, bench/hv_latency.py and bench/scaling.py); each tier's measurements land in DIR/<tier>/bench.json, which
+this turns into Markdown, the tiers side by side, with the idle footprint beside Victron's systemcalc
+(bench/footprint.py, on this machine, DIR/footprint.json).
+``--render-only`` rewrites the Markdown from existing bench.json files without booting the VM.
 Exits with pytest's exit code (0: every benchmark ran), or 100 when the VM could not run.
 """
 import argparse
@@ -18,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import proc, report
+from bench import footprint, proc, report, scaling
 from bench.baseline_imports import ROOT, TOP_LEVEL_MODULES, runtime_packages
 from bench.settings import RESULTS_FILE, SETTINGS, argument_type, option
 from tests.system import vm
@@ -28,30 +31,47 @@ BENCH_DIR = Path(__file__).resolve().parent
 VM_OVERHEAD_S = 900.0
 REVISION_FILE = "revision"  # the code measured, written before the VM starts
 START_UP_S = 90.0          # one timed daemon start-up and its baseline, under emulation
+TIERS = ("vcan", "sja1000")
+# What each tier's VM runs: the HV latency needs a bus per responder (vcan0, vcan1), which the one
+# emulated bus is not.
+TIER_BENCHMARKS = {"vcan": ("vm_bench.py", "hv_latency.py", "scaling.py"), "sja1000": ("vm_bench.py",)}
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     results = Path(args.results).resolve()
-    measured = results / RESULTS_FILE
+    measured = {tier: results / tier / RESULTS_FILE for tier in args.tiers}
     revision_file = results / REVISION_FILE
     exit_code = 0
     if not args.render_only:
-        measured.unlink(missing_ok=True)      # never report an earlier run's figures as this one's
+        for path in measured.values():
+            path.unlink(missing_ok=True)      # never report an earlier run's figures as this one's
+        (results / footprint.FILE).unlink(missing_ok=True)
         results.mkdir(parents=True, exist_ok=True)
         revision_file.write_text(git_revision())
         compile_bytecode()
-        exit_code = vm.main(["--results", str(results), "--timeout", "%.0f" % vm_timeout_s(args),
-                             "--", str(BENCH_DIR / "vm_bench.py"), "-v"]
-                            + ["%s=%s" % (option(s.name), getattr(args, s.name)) for s in SETTINGS])
-    if not measured.exists():
-        print("bench: no %s, so %s is left as it was (the VM's output above says why)" % (measured, args.output),
-              file=sys.stderr)
+        for tier in args.tiers:
+            tier_exit = vm.main(["--tier", tier, "--results", str(results / tier), "--timeout",
+                                 "%.0f" % vm_timeout_s(args), "--"]
+                                + [str(BENCH_DIR / name) for name in TIER_BENCHMARKS[tier]] + ["-v"]
+                                + ["%s=%s" % (option(s.name), getattr(args, s.name)) for s in SETTINGS])
+            exit_code = exit_code or tier_exit
+        exit_code = exit_code or footprint.main(["--window-s", str(args.footprint_s), "--results", str(results)])
+    found = {tier: json.loads(path.read_text()) for tier, path in measured.items() if path.exists()}
+    if not found:
+        print("bench: no %s, so %s is left as it was (the VM's output above says why)"
+              % (" nor ".join(str(path) for path in measured.values()), args.output), file=sys.stderr)
         return exit_code or vm.VM_FAILED
     command = "sh bench/run.sh" + "".join(" " + shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
                                           if a != "--render-only")
-    measured_at = datetime.datetime.fromtimestamp(measured.stat().st_mtime, datetime.timezone.utc)
-    markdown = report.render(json.loads(measured.read_text()), host_machine(), command,
+    measured_at = datetime.datetime.fromtimestamp(max(measured[tier].stat().st_mtime for tier in found),
+                                                  datetime.timezone.utc)
+    with_footprint(found[next(iter(found))], results)
+    for tier, figures in found.items():
+        note = scaling.draw_plot(figures["sections"], Path(args.output).parent / ("%s-%s" % (tier, scaling.PLOT_FILE)))
+        if note:
+            figures["notes"].append(note)
+    markdown = report.render(found, host_machine(), command,
                              measured_at.strftime("%Y-%m-%d %H:%M UTC"),
                              revision_file.read_text() if revision_file.exists() else "an unrecorded commit")
     Path(args.output).write_text(markdown)
@@ -67,17 +87,30 @@ def parse_args(argv) -> argparse.Namespace:
         parser.add_argument("--" + setting.name.replace("_", "-"), dest=setting.name, default=setting.default,
                             type=argument_type(setting),
                             help="%s (default %s)" % (setting.help, setting.default))
+    parser.add_argument("--tiers", nargs="+", choices=TIERS, default=list(TIERS),
+                        help="the VM tiers to measure on, one boot each (default: %s)" % " ".join(TIERS))
     parser.add_argument("--results", default=str(BENCH_DIR / "results"),
-                        help="folder for bench.json, pytest.log and candump logs (default bench/results)")
+                        help="folder with a folder per tier for bench.json, pytest.log and candump logs "
+                             "(default bench/results)")
     parser.add_argument("--output", default=str(BENCH_DIR / "RESULTS.md"), help="the Markdown report")
     parser.add_argument("--render-only", action="store_true",
                         help="only rewrite the report from the results folder's bench.json")
     return parser.parse_args(argv)
 
 
+def with_footprint(measured: dict, results: Path) -> dict:
+    """bench.json plus the idle footprint measured on this machine, when it was."""
+    path = results / footprint.FILE
+    if path.exists():
+        measured["sections"].update(json.loads(path.read_text()))
+        measured["notes"].append(footprint.NOTE)
+    return measured
+
+
 def vm_timeout_s(args) -> float:
     """Boot, the timed start-ups, every measurement window, with a generous margin."""
-    windows = args.idle_s + args.loaded_s + 2 * args.cpu_s + 4 * args.failover_window_s
+    windows = args.idle_s + args.loaded_s + 2 * args.cpu_s + 4 * args.failover_window_s + 2 * args.hv_polls
+    windows += scaling.STEPS * (args.scaling_s + scaling.STEP_OVERHEAD_S)
     return VM_OVERHEAD_S + START_UP_S * args.startup_runs + windows
 
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Run every benchmark in the system tests' VM (real SocketCAN) and write bench/RESULTS.md.
-# Needs dev/install-vm-deps.sh once. Takes 11 to 13 minutes with the defaults; options:
+# Needs dev/install-vm-deps.sh once. Takes about 25 minutes with the defaults (a VM boot per tier); options:
 #   sh bench/run.sh --help
 set -eu
 project_dir=$(cd "$(dirname "$0")/.." && pwd)

@@ -22,6 +22,12 @@ SETTINGS = (
     Setting("startup_runs", 3, int, "daemon start-ups (and baseline imports) timed; the median is reported"),
     Setting("failover_window_s", 10.0, float, "seconds recorded before each fault (the baseline) and "
                                               "after the recovery"),
+    Setting("footprint_s", 120.0, float, "seconds of the idle footprint beside Victron's systemcalc "
+                                         "(bench/footprint.py, on this machine; at least 120)"),
+    Setting("hv_polls", 200, int, "0x4200 polls, one a second, timed per condition (idle, loaded) in the "
+                                  "HV answer latency benchmark (bench/hv_latency.py)"),
+    Setting("scaling_s", 20.0, float, "seconds of each step of the scaling benchmark (bench/scaling.py): CPU and "
+                                      "PSS at each foreign bus load and each HV poll rate"),
 )
 
 

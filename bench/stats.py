@@ -71,3 +71,30 @@ def first_complete_set(frames: Iterable[Tuple[float, int, bool]], ids: Sequence[
     if set(first) != set(ids):
         return None
     return max(first.values())
+
+
+def reply_latencies(frames: Iterable[Tuple[float, int]], request_id: int,
+                    reply_ids: Sequence[int]) -> List[Optional[float]]:
+    """Per request, in order: the time from it to the last of its replies, when every one of
+    ``reply_ids`` came after it and before the next request; None when one did not.
+
+    ``frames`` are (timestamp, CAN ID) pairs in the order the bus carried them.
+    """
+    wanted = set(reply_ids)
+    found = []  # type: List[Optional[float]]
+    request = None  # type: Optional[float]
+    seen, last = set(), 0.0
+
+    def close() -> None:
+        if request is not None:
+            found.append(last - request if seen == wanted else None)
+
+    for stamp, frame_id in frames:
+        if frame_id == request_id:
+            close()
+            request, seen = stamp, set()
+        elif request is not None and frame_id in wanted:
+            seen.add(frame_id)
+            last = stamp
+    close()
+    return found

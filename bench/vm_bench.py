@@ -1,10 +1,12 @@
-"""The benchmarks, measured inside the system tests' VM on real SocketCAN (vcan0, vcan1).
+"""The benchmarks, measured inside the system tests' VM on real SocketCAN, on either tier.
 
 Not part of the test suite: bench/run.py boots the VM with this file as pytest's argument
-(pytest is what the VM runs). Each test measures figures users care about, each beside a
-baseline measured in the same run on the same machine, and saves them to bench.json in the
-results folder; bench/run.py turns that into bench/RESULTS.md. A benchmark that fails records
-its error there and the others still run. candump's kernel timestamps are the bus clock.
+(pytest is what the VM runs), once per tier: ``vcan`` (vcan0, vcan1) and ``sja1000`` (four
+emulated SJA1000 controllers on one emulated bus, see ``channels``). Each test measures figures
+users care about, each beside a baseline measured in the same run on the same machine, and
+saves them to bench.json in the results folder; bench/run.py renders both tiers side by side
+in bench/RESULTS.md. A benchmark that fails records its error there and the others still run.
+candump's kernel timestamps are the bus clock.
 """
 import contextlib
 import json
@@ -28,12 +30,13 @@ from tests.system import can_utils
 # The system tests' fixtures: the vcan interfaces, the results folder, candump recorders.
 # Importing their conftest also stops the run when it is not inside the VM.
 from tests.system.conftest import (artifacts_dir, candump, judge_channel, results_dir, tier,  # noqa: F401
-                                   vcan_channel, vcan_channels)
+                                   vcan_channels)
 
 BASELINE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "baseline_imports.py")
 START_TIMEOUT_S = 180.0      # first frames after `run`; imports are slow under emulation
 RESTART_TIMEOUT_S = 60.0
 FOREIGN_ID = "123"           # the flood's CAN ID: no profile listens to it
+BASELINE_ID = "350"          # the cadence baseline's CAN ID: beside the Pylon set, in no profile
 SIMULATION_PROCESSES = ("simulator", "dbus-daemon")  # there only because the battery is simulated
 MIB = float(1 << 20)
 
@@ -122,7 +125,31 @@ def profile():
 
 
 @pytest.fixture(scope="module")
-def shared_daemon(tmp_path_factory, vcan_channel, results):
+def channels(tier, vcan_channels) -> Dict[str, str]:
+    """Where each part is. ``device``: the daemon (and a standby pair's first device); ``peer``:
+    the pair's second device; ``baseline``: cangen, the cadence baseline; ``flood``: cangen's
+    foreign IDs; ``reader``: candump, the flood's CPU baseline, where the daemon receives;
+    ``judge`` and ``judge_baseline``: where candump records our frames and the baseline's.
+    On vcan the daemon's vcan0 is the bus and the baseline has vcan1 of its own; on the emulated
+    bus every part has a controller: the daemon can0, the others can1, the judge can2."""
+    if tier == "vcan":
+        bus, spare = vcan_channels[:2]
+        return {"device": bus, "peer": bus, "baseline": spare, "flood": bus, "reader": bus, "judge": bus,
+                "judge_baseline": spare}
+    device, other, judge = vcan_channels[:3]
+    return {"device": device, "peer": other, "baseline": other, "flood": other, "reader": device, "judge": judge,
+            "judge_baseline": judge}
+
+
+def vcan_only(tier: str, results: "Results", what: str) -> None:
+    """Skip a benchmark that the controllers do not change (measured on the vcan tier)."""
+    if tier != "vcan":
+        results.note("%s: measured on the vcan tier only (the CAN controller does not change it)" % what)
+        pytest.skip("%s is measured on the vcan tier" % what)
+
+
+@pytest.fixture(scope="module")
+def shared_daemon(tmp_path_factory, channels, results):
     """One daemon for the benchmarks that watch it run, started by the first that asks for it
     (so that a failed start is that benchmark's recorded error). Each gets it with every
     worker running and the frames on the bus."""
@@ -130,7 +157,7 @@ def shared_daemon(tmp_path_factory, vcan_channel, results):
 
     def get() -> Daemon:
         if not started:
-            started.append(service_daemon(tmp_path_factory.mktemp("daemon"), vcan_channel).start())
+            started.append(service_daemon(tmp_path_factory.mktemp("daemon"), channels["device"]).start())
         daemon = started[0]
         daemon.wait_sending(START_TIMEOUT_S)
         daemon.wait_for(lambda s: all(worker["alive"] for worker in s["workers"].values()), START_TIMEOUT_S,
@@ -214,15 +241,16 @@ def ms(seconds: float) -> float:
 # In this order: the start-ups and the two instances first, each alone on the machine; then
 # the shared daemon's benchmarks, the bms_tx failovers last (they restart a worker).
 
-def test_start_up(results, settings, profile, candump, tmp_path, vcan_channel):
+def test_start_up(results, settings, profile, candump, tmp_path, channels, tier):
     """From `run` to the first complete, valid frame set on the bus, against `python -c import ...`."""
+    vcan_only(tier, results, "start-up")
     with results.section("startup") as section:
         daemon_s, baseline_s = [], []
         for run in range(1, settings["startup_runs"] + 1):
             # The daemon first: the first run fills the page cache with the libraries at its cost.
             folder = tmp_path / ("start-up-%d" % run)
             folder.mkdir()
-            daemon_s.append(start_up_s(service_daemon(folder, vcan_channel), candump, profile, results))
+            daemon_s.append(start_up_s(service_daemon(folder, channels["device"]), candump, profile, results))
             baseline_s.append(baseline_import_s())
         row(section, "Start-up: `run` to the first valid frame set on the bus (median of %d)"
             % len(daemon_s), statistics.median(daemon_s), statistics.median(baseline_s), "s",
@@ -249,7 +277,7 @@ def start_up_s(daemon: Daemon, candump, profile, results: Results) -> float:
     return complete - started
 
 
-def test_failover_of_the_active_instance(results, settings, profile, candump, vcan_channel, tmp_path):
+def test_failover_of_the_active_instance(results, settings, profile, candump, channels, tmp_path):
     """Two instances in hot standby on one bus, kill -9 of the active one's supervisor (its workers
     die with it): the longest gap of any ID until the standby took over, against the gaps before."""
     with results.section("failover two instances") as section:
@@ -259,13 +287,13 @@ def test_failover_of_the_active_instance(results, settings, profile, candump, vc
             for node in (1, 2):     # one after the other, as devices are installed
                 folder = tmp_path / ("standby-node-%d" % node)
                 folder.mkdir()
-                instances.append(service_daemon(folder, vcan_channel,
+                instances.append(service_daemon(folder, channels["device" if node == 1 else "peer"],
                                                 standby={"enabled": True, "node_id": node}).start())
                 if node == 1:
                     instances[0].wait_for(lambda s: s["role"] == "active" and s["frames"], START_TIMEOUT_S,
                                           "the first instance active and sending")
             active, standby = active_and_standby(instances)
-            recorder = candump(vcan_channel)
+            recorder = candump(channels["judge"])
             time.sleep(window)
             fault = time.time()
             active.process.kill()
@@ -301,30 +329,34 @@ def active_and_standby(instances: List[Daemon]):
         START_TIMEOUT_S, [status.get("role") for status in last], [status.get("standby") for status in last]))
 
 
-def test_cadence(results, settings, profile, shared_daemon, candump, vcan_channels):
+def test_cadence(results, settings, profile, shared_daemon, candump, channels, tier):
     """Intervals between frames of each ID, idle and with every core busy, against cangen."""
-    bus, spare = vcan_channels[:2]
     with results.section("cadence") as section:
         daemon = shared_daemon()
         for duration, loops in ((settings["idle_s"], 0), (settings["loaded_s"], os.cpu_count())):
             restarts_before = restarts(daemon)
-            ours, theirs = candump(bus), candump(spare)
-            generator = can_utils.cangen(spare, ["-g", "%g" % ms(profile.cycle_s), "-I", "%X" % profile.frame_ids[0],
-                                                 "-L", "8", "-D", "i", "-n", str(int(duration / profile.cycle_s) + 10)])
+            ours = candump(channels["judge"])
+            theirs = ours if channels["judge_baseline"] == channels["judge"] else candump(channels["judge_baseline"])
+            generator = can_utils.cangen(channels["baseline"], [
+                "-g", "%g" % ms(profile.cycle_s), "-I", BASELINE_ID, "-L", "8", "-D", "i",
+                "-n", str(int(duration / profile.cycle_s) + 10)])
             with busy_loops(loops):
                 start = time.time()
                 time.sleep(duration)
                 end = time.time()
             generator.terminate()
             generator.wait(10)
-            our_stamps = stats.stamps_by_id(((c.timestamp, c.frame.arbitration_id) for c in ours.stop()), start, end)
-            their_stamps = stats.stamps_by_id(((c.timestamp, c.frame.arbitration_id) for c in theirs.stop()), start, end)
+            our_frames = ours.stop()
+            their_frames = our_frames if theirs is ours else theirs.stop()
+            our_stamps = stats.stamps_by_id(((c.timestamp, c.frame.arbitration_id) for c in our_frames), start, end)
+            their_stamps = stats.stamps_by_id(((c.timestamp, c.frame.arbitration_id) for c in their_frames), start, end)
             condition = "%s, %g s" % ("every core busy, %d busy loops" % loops if loops else "idle machine", duration)
-            add_cadence(section, condition, profile, our_stamps, their_stamps.get(profile.frame_ids[0], []),
-                        restarts(daemon) - restarts_before)
+            add_cadence(section, condition, profile, our_stamps, their_stamps.get(int(BASELINE_ID, 16), []),
+                        restarts(daemon) - restarts_before,
+                        "other vcan" if tier == "vcan" else "another controller on the same bus")
 
 
-def add_cadence(section, condition: str, profile, our_stamps, baseline_stamps, restarted: int) -> None:
+def add_cadence(section, condition: str, profile, our_stamps, baseline_stamps, restarted: int, where: str) -> None:
     missing = [frame_id for frame_id in profile.frame_ids if len(our_stamps.get(frame_id, ())) < 3]
     if missing:
         raise AssertionError("cadence (%s): IDs %s hardly reached the bus"
@@ -334,7 +366,7 @@ def add_cadence(section, condition: str, profile, our_stamps, baseline_stamps, r
     ours = stats.cadence([gap for frame_id in profile.frame_ids for gap in stats.intervals(our_stamps[frame_id])],
                          period)
     theirs = stats.cadence(stats.intervals(baseline_stamps), period)
-    baseline_is = "cangen -g %g, same time, other vcan" % ms(period)
+    baseline_is = "cangen -g %g (ID %s), same time, %s" % (ms(period), BASELINE_ID, where)
     for figure, field in (("median interval", "median_s"), ("99th percentile interval", "p99_s"),
                           ("largest deviation from the %g s period" % period, "max_deviation_s")):
         row(section, "Cadence (%s): %s, all IDs" % (condition, figure), ms(getattr(ours, field)),
@@ -350,8 +382,9 @@ def cadence_cells(figures: stats.Cadence) -> List:
             round(ms(figures.max_deviation_s), 3)]
 
 
-def test_memory(results, shared_daemon):
+def test_memory(results, shared_daemon, tier):
     """PSS of the daemon's process tree against one bare interpreter holding the same libraries."""
+    vcan_only(tier, results, "memory")
     with results.section("memory") as section:
         daemon = shared_daemon()
         with baseline_interpreter() as baseline_pid:      # both measured at the same moment
@@ -384,7 +417,7 @@ def memory_cells(memory: proc.Memory) -> List[float]:
     return [round(memory.pss_bytes / MIB, 2), round(memory.uss_bytes / MIB, 2), round(memory.rss_bytes / MIB, 2)]
 
 
-def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_channel):
+def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, channels):
     """CPU time of the daemon's tree while cangen floods the bus with foreign IDs, against candump."""
     with results.section("cpu") as section:
         daemon = shared_daemon()
@@ -394,21 +427,21 @@ def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_ch
         time.sleep(window)
         idle = proc.cpu_per_second(before, proc.TreeCpu.read(root), time.monotonic() - started)
         restarts_idle = restarts(daemon) - restarts_before
-        flood_options = flood(vcan_channel, settings["flood_rate"])
-        recorder = candump(vcan_channel)
+        flood_options = flood(channels["flood"], settings["flood_rate"])
+        recorder = candump(channels["reader"])
         readers = [pid for pid in children_of(os.getpid()) if proc.command_name(pid) == "candump"]
         assert len(readers) == 1, "expected one candump, found %s" % readers
-        generator = can_utils.cangen(vcan_channel, flood_options + [
+        generator = can_utils.cangen(channels["flood"], flood_options + [
             "-n", str(int(settings["flood_rate"] * (window + 30)))])
         try:
             time.sleep(2.0)
             restarts_before = restarts(daemon)
-            sent_before, reader_before = frames_sent(vcan_channel), proc.cpu_seconds(readers[0])
+            sent_before, reader_before = frames_sent(channels["flood"]), proc.cpu_seconds(readers[0])
             before, started = proc.TreeCpu.read(root), time.monotonic()
             time.sleep(window)
             after, elapsed = proc.TreeCpu.read(root), time.monotonic() - started
             reader = (proc.cpu_seconds(readers[0]) - reader_before) / elapsed
-            rate = (frames_sent(vcan_channel) - sent_before) / elapsed
+            rate = (frames_sent(channels["flood"]) - sent_before) / elapsed
             restarts_flooded = restarts(daemon) - restarts_before
         finally:
             generator.terminate()
@@ -417,9 +450,8 @@ def test_cpu_at_full_bus_load(results, settings, shared_daemon, candump, vcan_ch
         flooded = proc.cpu_per_second(before, after, elapsed)
         names = dict(process_names(daemon), reaped="workers that ended (their time, reaped by the supervisor)")
         ours_idle, ours_flooded = ms(sum(idle.values())), ms(sum(flooded.values()))
-        row(section, "CPU time per second, bus flooded with foreign IDs (%.0f frames/s): the daemon's tree"
-            % rate, ours_flooded, ms(reader), "ms/s",
-            "candump reading the same bus (it dropped %d frames)" % recorder.dropped)
+        row(section, "CPU time per second, bus flooded with foreign IDs: the daemon's tree", ours_flooded, ms(reader),
+            "ms/s", "candump reading the same bus (%.0f frames/s; it dropped %d frames)" % (rate, recorder.dropped))
         row(section, "CPU time per second of the daemon's tree: flooded bus against idle bus",
             ours_flooded, ours_idle, "ms/s", "the same daemon, idle bus, the %g s before" % window)
         table(section, "CPU time per second (ms/s) per process, %g s each; worker restarts: %d idle, %d flooded; "
@@ -452,12 +484,12 @@ def flood(channel: str, rate: float) -> List[str]:
 
 
 @pytest.mark.parametrize("how, sig", [("kill -9", signal.SIGKILL), ("SIGSTOP", signal.SIGSTOP)])
-def test_failover_of_bms_tx(results, settings, profile, shared_daemon, candump, vcan_channel, how, sig):
+def test_failover_of_bms_tx(results, settings, profile, shared_daemon, candump, channels, how, sig):
     """The longest gap of any ID through a kill or a hang of bms_tx, against the gaps just before."""
     with results.section("failover %s" % how) as section:
         daemon = shared_daemon()
         window = settings["failover_window_s"]
-        recorder = candump(vcan_channel)
+        recorder = candump(channels["judge"])
         time.sleep(window)
         victim = daemon.status()["workers"]["bms_tx"]
         fault = time.time()

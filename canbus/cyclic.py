@@ -16,6 +16,16 @@ of a process tree that is stopped or hung, for ever, while the battery changes. 
 ``lease_s`` each task sends only for that long unless ``update()`` renews it (every cycle
 does), so a frozen sender falls silent after its lease and the inverter (or a hot standby)
 notices; its wire record says up to when its frames are certain to have gone out.
+
+The broadcast manager arms each frame's timer when the previous frame's fires, so every frame
+comes the timer's latency later than a period after the previous one: left alone, the frames
+drift off the schedule (about 0.7 ms a cycle in an emulated VM, less on a device), and a taker,
+which starts on the schedule, would then move every ID by the drift gathered so far. So the set
+receives its own frames (the kernel's loopback, with the kernel's timestamps) and each
+``update()`` shortens the next intervals of an ID later than the phase its task started with by
+part of that, within ``MAX_CORRECTION`` of a cycle. That is only ever a new interval for the
+running timer (never a restart), and no update changes the phase otherwise: the data is
+replaced in place.
 """
 import math
 import threading
@@ -24,10 +34,13 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import can
 
-from canbus.bus import kernel_periodic, start_periodic, to_message, update_periodic
+from canbus.bus import kernel_periodic, receive_only, start_periodic, to_message, update_periodic
 from protocol.frame import Frame
 
 ROUNDING = 1e-9     # of a cycle: due times that far apart are the same one
+CORRECTION_GAIN = 0.5   # of an ID's lateness taken off its next intervals: it acts a frame later, so half settles
+MAX_CORRECTION = 0.005  # of a cycle: the most an interval is shortened or lengthened to keep the phase
+                        # (a few times the drift, far less than the jitter a timer has anyway)
 
 
 class Schedule(NamedTuple):
@@ -102,28 +115,33 @@ class CyclicFrameSet:
 
     ``paced``: catch-ups keep the set's spacing (see ``Schedule.resume``). ``on_change()`` is
     called whenever the ``wire`` record changes, so the owner can publish it at once.
-    ``clock``: the monotonic clock the schedule's times are on. ``lease_s`` (0: none): how long
-    kernel tasks go on sending without an ``update()``, rounded down to whole cycles (at least one).
+    ``clock``: the monotonic clock the schedule's times are on; ``wall_clock``: the clock of the
+    bus's receive timestamps. ``lease_s`` (0: none): how long kernel tasks go on sending without
+    an ``update()``, rounded down to whole cycles (at least one).
     """
 
     def __init__(self, bus: can.BusABC, schedule: Schedule, paced: bool = False,
                  on_change: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.monotonic,
-                 lease_s: float = 0.0):
+                 lease_s: float = 0.0, wall_clock: Callable[[], float] = time.time):
         self.bus = bus
         self.schedule = schedule
         self.paced = paced
         self.on_change = on_change
         self.clock = clock
+        self.wall_clock = wall_clock
         self._tasks: Dict[int, can.broadcastmanager.CyclicSendTaskABC] = {}
         self._first_sent: Dict[int, threading.Event] = {}
         self._send_lock = threading.Lock()
         self._data: Dict[int, bytes] = {}
         self._until: List[float] = []
         self._lag: List[float] = []     # per ID, how long after its due times its task's frames go
+        self._start_lag: List[float] = []   # per ID, its task's lag when it started: the phase it keeps
         self._lease_frames = max(1, int(lease_s / schedule.cycle_s + ROUNDING)) \
             if lease_s and kernel_periodic(bus) else 0
         # Every ID's task sends at least up to here (its last leased frame is later); None: no lease yet.
         self._leased_until: Optional[float] = None
+        self._timed = kernel_periodic(bus)  # the kernel's tasks: their frames are timed and kept on phase
+        self._started_at = 0.0              # frames received before this are not this set's
 
     @property
     def wire(self) -> Dict:
@@ -159,6 +177,10 @@ class CyclicFrameSet:
         self._until = [sent_until[i] if i in overdue else first[i] - self.schedule.cycle_s
                        for i in range(len(frames))]
         self._lag = [0.0] * len(frames)
+        self._start_lag = [0.0] * len(frames)
+        if self._timed:
+            receive_only(self.bus, frames)
+            self._started_at = now
         self.on_change()
         for index in overdue:
             self.bus.send(to_message(frames[index]))
@@ -178,6 +200,7 @@ class CyclicFrameSet:
                 self._leased_until = started_at + self._leased_cycles_s
             # The task keeps the phase it started with: every frame goes this much after its due time.
             self._lag[index] = max(0.0, self.clock() - first[index])
+            self._start_lag[index] = self._lag[index]
             self._data[index] = frame.data
             if self._first_sent[index].is_set():
                 self._until[index] = first[index]
@@ -185,34 +208,62 @@ class CyclicFrameSet:
         return True
 
     def update(self, frames: List[Frame]) -> bool:
-        """Change the data in place (the timing stays as it is) and renew the lease.
+        """Change the data in place, renew the lease and keep each ID on its phase (see above).
 
         False when the lease may have lapsed (this process was stopped for about as long): the
         set is then stopped, its wire record says up to when each ID was sent, and the owner
-        starts a new set from there, as a taker would. The owner publishes the wire record.
+        starts a new set from there, as a taker would. The owner publishes the wire record (its
+        ``lag`` follows the frames received).
         """
         self._check(frames)
-        if self._lease_frames:
-            now = self.clock()
-            # A renewal must reach every task before its last leased frame: half a cycle of margin.
-            if self._leased_until is None or now >= self._leased_until - self.schedule.cycle_s / 2:
-                self.stop()
-                return False
+        now = self.clock()
+        # A renewal must reach every task before its last leased frame: half a cycle of margin.
+        if self._lease_frames and (self._leased_until is None
+                                   or now >= self._leased_until - self.schedule.cycle_s / 2):
+            self.stop()
+            return False
+        if not self._timed:
             for index, task in self._tasks.items():
-                update_periodic(task, to_message(frames[index]), self._lease_frames)
-                self._data[index] = frames[index].data
-            self._leased_until = now + self._leased_cycles_s
+                if frames[index].data != self._data[index]:
+                    update_periodic(task, to_message(frames[index]))
+                    self._data[index] = frames[index].data
             return True
+        corrections = self._corrections()
         for index, task in self._tasks.items():
-            if frames[index].data != self._data[index]:
-                update_periodic(task, to_message(frames[index]))
-                self._data[index] = frames[index].data
+            update_periodic(task, to_message(frames[index]), self._lease_frames,
+                            interval=self.schedule.cycle_s - corrections.get(index, 0.0))
+            self._data[index] = frames[index].data
+        if self._lease_frames:
+            self._leased_until = now + self._leased_cycles_s
         return True
+
+    def _corrections(self) -> Dict[int, float]:
+        """Per ID whose frames were received since the last update: how much shorter than a cycle
+        its next intervals are to be (negative: longer) to come back to the phase its task started
+        with. Its ``lag`` becomes the latest frame's."""
+        latest: Dict[int, float] = {}
+        index_of = {frame_id: index for index, frame_id in enumerate(self.schedule.ids)}
+        offset = self.wall_clock() - self.clock()
+        message = self.bus.recv(timeout=0)
+        while message is not None:
+            sent_at = message.timestamp - offset
+            if message.arbitration_id in index_of and sent_at >= self._started_at:
+                latest[index_of[message.arbitration_id]] = sent_at
+            message = self.bus.recv(timeout=0)
+        corrections = {}
+        limit = MAX_CORRECTION * self.schedule.cycle_s
+        for index, sent_at in latest.items():
+            due = self.schedule.next_due(index, sent_at - self.schedule.cycle_s / 2)     # the nearest
+            late = sent_at - due
+            corrections[index] = max(-limit, min(limit, CORRECTION_GAIN * (late - self._start_lag[index])))
+            self._lag[index] = max(0.0, late)
+        return corrections
 
     @property
     def _leased_cycles_s(self) -> float:
-        """After a task is started or renewed at t, every due time up to t plus this is sent."""
-        return (self._lease_frames - 1) * self.schedule.cycle_s
+        """After a task is started or renewed at t, every due time up to t plus this is sent (its
+        intervals may be shortened by up to ``MAX_CORRECTION``)."""
+        return (self._lease_frames - 1) * self.schedule.cycle_s * (1 - MAX_CORRECTION)
 
     def stop(self) -> None:
         """Stop every task; the wire record then says up to when each ID was sent."""

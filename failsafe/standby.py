@@ -14,6 +14,16 @@ but do not transmit. Detection uses only what is on the bus:
   hands over at once; a returning device with a higher priority takes the bus back only
   when configured to preempt.
 
+A polled profile (Pylon HV: the inverter asks, the battery answers) has no cadence to watch:
+the active device is known by its replies and its heartbeat (which a polled profile needs), and
+a standby's clock runs only while a request goes unanswered (an inverter that does not poll
+needs no takeover), or while no active device is heard at all. Two answers to one request must
+never happen, so the right to answer is stricter than the role: a device answers only within a
+lease of ``takeover_s`` x LEASE_SHARE renewed by its arbiter, and first listens ``settle_s`` after a
+takeover that was not handed over (an active device that only seemed gone hears the new one and
+yields before it answers) and after a pause in its own updates longer than the lease (a stopped
+process tree that resumes: a peer may have taken over meanwhile).
+
 SocketCAN delivers every frame to every local socket, so a device hears its own frames:
 frames count as a peer's only while this device is standby and its own transmitters are
 quiet, and heartbeats carry the node id (plus a random instance number that tells a second
@@ -21,7 +31,6 @@ device configured with the same node id from our own heartbeat).
 
 ``Arbiter`` is the pure state machine (time passed in); ``HotStandby`` puts it on the bus.
 """
-import math
 import random
 import threading
 import time
@@ -29,11 +38,11 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 import can
 
-from canbus.bus import open_bus
+from canbus.bus import open_bus, to_frame
 from canbus.cyclic import Schedule
-from protocol import DecodeError, profiles, sma
+from protocol import DecodeError, profiles
 from protocol.frame import Frame
-from protocol.inverter import standard_filter
+from protocol.inverter import extended_filter, standard_filter
 from protocol.report import BatteryReport, to_json
 
 STANDBY = "standby"
@@ -42,6 +51,10 @@ ACTIVE = "active"
 # than node 1: two devices powered up together never take over at the same moment.
 STARTUP_STAGGER_S = 0.5
 BUS_RETRY_S = 5.0       # how often a bus that could not be opened is tried again
+# Polled profiles: the right to answer lasts this share of takeover_s from the arbiter's last update:
+# a device stopped longer resumes silent, before a peer that took over meanwhile could answer.
+LEASE_SHARE = 0.5
+POLLS = ("ensemble", "equipment")     # the requests a polled profile's battery answers: its keep-alive
 
 # Heartbeat, 8 bytes: magic, node id, priority, role (0 standby, 1 active), flags (bit 0
 # ready, bit 1 fresh, bit 2 preempt), epoch (u16 little endian), instance.
@@ -108,7 +121,7 @@ class Arbiter:
     """
 
     def __init__(self, node_id: int, priority: int, takeover_s: float, preempt: bool = False,
-                 instance: int = 1, now: float = 0.0):
+                 instance: int = 1, now: float = 0.0, polled: bool = False, settle_s: float = 0.0):
         self.node_id = node_id
         self.priority = priority
         self.takeover_s = takeover_s
@@ -129,6 +142,12 @@ class Arbiter:
         self._peer_activated_at: Optional[float] = None
         self._ready = self._fresh = self._sending = False
         self.next_takeover_at: Optional[float] = None     # when a takeover falls due unless a frame is heard
+        self.polled = polled
+        self.settle_s = settle_s
+        self.lease_s = takeover_s * LEASE_SHARE
+        self._unanswered_since: Optional[float] = None   # polled: the first request heard since the last reply
+        self._updated_at: Optional[float] = None
+        self.answer_from: Optional[float] = None          # polled and active: when answering may start
 
     # -- what is heard -------------------------------------------------------------
     @property
@@ -137,9 +156,15 @@ class Arbiter:
         return self.role == STANDBY and not self._sending
 
     def frame(self, now: float) -> None:
-        """A BMS frame of the profile's first id."""
+        """A BMS frame of the profile's first id (polled: a reply to a request)."""
         if self.listening:
             self.peer_frames_at = now
+            self._unanswered_since = None
+
+    def poll(self, now: float) -> None:
+        """A request of the inverter that the active device answers (polled profiles)."""
+        if self.listening and self._unanswered_since is None:
+            self._unanswered_since = now
 
     def beat(self, beat: Beat, now: float) -> None:
         if beat.node_id == self.node_id:
@@ -166,9 +191,13 @@ class Arbiter:
             self._ready_since = now
         self._ready = ready
         self.next_takeover_at = None
+        paused = self._updated_at is not None and now - self._updated_at > self.lease_s
+        self._updated_at = now
         live = self._live_peers(now)
         if self.role == ACTIVE:
             self._handover = None
+            if paused and self.answer_from is not None:    # our lease lapsed: listen before answering again
+                self.answer_from = max(self.answer_from, now + self.settle_s)
             return self._keep_or_yield(live, now)
         if not ready:
             return None
@@ -178,6 +207,8 @@ class Arbiter:
                 self._handover = None
             elif not any(p.beat.role == ACTIVE for p in live) and self._better_standby(live) is None:
                 return self._take_over(now, "node %d handed over" % node, now, handover=True)
+        if self.polled and self._active_heard(live, now):
+            return self._take_over_unanswered(live, now)
         quiet_since = max(self.since, self.peer_frames_at or self.since, self._peer_activated_at or self.since)
         wait = self.takeover_s
         if self.peer_frames_at is None:
@@ -189,11 +220,31 @@ class Arbiter:
             wait += self.takeover_s             # it goes first; we follow if it does not
         self.next_takeover_at = quiet_since + wait
         if now - quiet_since >= wait:
-            what = "no BMS frames for %.1f s" % (now - quiet_since) if self.peer_frames_at is not None \
-                else "no active device heard for %.1f s" % (now - quiet_since)
+            what = "no %s for %.1f s" % ("replies to polls" if self.polled else "BMS frames", now - quiet_since) \
+                if self.peer_frames_at is not None else "no active device heard for %.1f s" % (now - quiet_since)
             return self._take_over(now, what + ("" if better is None else ", node %d did not take over"
                                                 % better.node_id), quiet_since + wait)
         return None
+
+    def _active_heard(self, live: List[_Peer], now: float) -> bool:
+        """An active device's heartbeat or reply was heard within the takeover time."""
+        return any(p.beat.role == ACTIVE for p in live) or (
+            self.peer_frames_at is not None and now - self.peer_frames_at <= self.takeover_s)
+
+    def _take_over_unanswered(self, live: List[_Peer], now: float) -> Optional[Transition]:
+        """Polled, an active device heard: take over once a request went unanswered for the takeover
+        time (a better standby first); no request, no clock."""
+        if self._unanswered_since is None:
+            return None
+        # requests before it became active were not its to answer; it answers after settling
+        quiet_since = max(self.since, self._unanswered_since, self._peer_activated_at or self.since)
+        better = self._better_standby(live)
+        wait = self.takeover_s if better is None else 2 * self.takeover_s
+        self.next_takeover_at = quiet_since + wait
+        if now - quiet_since < wait:
+            return None
+        return self._take_over(now, "polls unanswered for %.1f s" % (now - quiet_since) + (
+            "" if better is None else ", node %d did not take over" % better.node_id), quiet_since + wait)
 
     def _keep_or_yield(self, live: List[_Peer], now: float) -> Optional[Transition]:
         mine = (self.epoch, self.priority, -self.node_id, self.instance)
@@ -225,15 +276,24 @@ class Arbiter:
         self.takeovers += 1
         self.last_takeover = (now, reason)
         self._handover = None
+        self.answer_from = now if handover else now + self.settle_s
         return self._change(ACTIVE, now, reason, due)._replace(handover=handover)
 
     def _become_standby(self, now: float, reason: str) -> Transition:
         self._handover = None
+        self.answer_from = self._unanswered_since = None
         return self._change(STANDBY, now, reason, now)
 
     def _change(self, role: str, now: float, reason: str, due: float) -> Transition:
         self.role, self.since, self.reason = role, now, reason
         return Transition(role, reason, due)
+
+    def answer_until(self, now: float) -> Optional[float]:
+        """Polled: until when this device may answer the inverter's requests, a lease from ``now``
+        (an update), or None while it may not (standby; settling after a takeover or a pause)."""
+        if self.role != ACTIVE or self.answer_from is None or now < self.answer_from:
+            return None
+        return now + self.lease_s
 
     # -- what we say -----------------------------------------------------------------
     def own_beat(self, leaving: bool = False) -> Beat:
@@ -264,6 +324,8 @@ class Arbiter:
             "last_takeover_age_s": None if self.last_takeover is None else round(now - self.last_takeover[0], 3),
             "last_takeover_reason": None if self.last_takeover is None else self.last_takeover[1],
             "duplicate_node_id": self.duplicate_heard(now),
+            # polled: may answer the inverter's requests now (not while settling or after a pause)
+            "answering": self.answer_until(now) is not None if self.polled else None,
         }
 
     def duplicate_heard(self, now: float) -> bool:
@@ -272,44 +334,9 @@ class Arbiter:
 
 
 # -- the peer's last frames, as a frame set the failsafe can send ------------------------------
-_FLAG_OF_ITEM = {kind: {item: flag for flag, item in items.items()}
-                 for kind, items in (("alarms", sma.PROTECTION_ITEMS), ("warnings", sma.ALARM_ITEMS))}
-_REQUIRED = ("charge_voltage_v", "charge_current_a", "discharge_current_a", "soc_pct", "soh_pct",
-             "voltage_v", "current_a")
-
-
 def report_from_frames(profile, frames: List[Frame]) -> BatteryReport:
-    """The BatteryReport behind a whole frame set of ``profile``; encoding it gives the same frames.
-
-    Profiles without 0x359 (SMA) carry their flags as 0x35A items and no enable bits; the
-    enable bits then follow the current limits. ValueError when a needed value is missing.
-    """
-    fields: Dict[str, object] = {}
-    for frame in frames:
-        fields.update(profile.decode(frame).fields)
-    hires = fields.get("soc_hires_pct")
-    if hires is not None and fields.get("soc_pct") is not None:
-        # The 0.01 % field carries the value, the 1 % field how it was rounded: a value between
-        # the two (within the 0.01 % step) encodes to both.
-        whole = fields["soc_pct"]
-        fields["soc_pct"] = hires if round(hires) == whole else hires + math.copysign(0.004, whole - hires)
-    missing = [name for name in _REQUIRED if fields.get(name) is None]
-    if missing:
-        raise ValueError("the frame set lacks %s" % ", ".join(missing))
-    values = {name: fields[name] for name in BatteryReport._fields if name in fields}
-    values.setdefault("temperature_c", None)
-    if "protection" not in fields:
-        values["protection"] = [_FLAG_OF_ITEM["alarms"][i] for i in fields.get("alarms_raised", ())
-                                if i in _FLAG_OF_ITEM["alarms"]]
-        values["alarm"] = [_FLAG_OF_ITEM["warnings"][i] for i in fields.get("warnings_raised", ())
-                           if i in _FLAG_OF_ITEM["warnings"]]
-    values["protection"] = frozenset(values["protection"])
-    values["alarm"] = frozenset(values["alarm"])
-    values.setdefault("charge_enable", values["charge_current_a"] > 0)
-    values.setdefault("discharge_enable", values["discharge_current_a"] > 0)
-    if values.get("discharge_voltage_v") is None:
-        raise ValueError("the frame set lacks discharge_voltage_v")
-    return BatteryReport(**values)
+    """The BatteryReport behind a whole frame set of ``profile`` (``Profile.report_from_frames``)."""
+    return profile.report_from_frames(frames)
 
 
 # -- on the bus ------------------------------------------------------------------------
@@ -339,8 +366,9 @@ class _Receiver(can.Listener):
 
 
 class HotStandby:
-    """The arbiter on the supervisor's own socket: kernel filters for the profile's BMS ids and
-    the heartbeat id, a Notifier to hear them, the heartbeat as a periodic task.
+    """The arbiter on the supervisor's own socket: kernel filters for the profile's BMS ids (a
+    polled profile's 29-bit replies, and the inverter's requests) and the heartbeat id, a Notifier
+    to hear them, the heartbeat as a periodic task.
 
     A bus that cannot be opened (a USB adapter not yet present at boot) is reported in the
     status and tried again every ``BUS_RETRY_S``; until it opens this device stays standby (it
@@ -352,12 +380,17 @@ class HotStandby:
         self.cfg = cfg
         self.log = log
         self.profile = profiles.get(cfg.inverter.profile)
+        self.polled = self.profile.transport == "polled"
         self.heartbeat_id = section.heartbeat_id if section.heartbeat else None
         self._instance = random.randint(1, 255)
         self.arbiter = self._new_arbiter(time.monotonic())
         self._lock = threading.Lock()
         self._observed: Dict[int, Tuple[bytes, float]] = {}     # the peer's last frame of each id
-        self._filters = [standard_filter(frame_id) for frame_id in self.profile.frame_ids]
+        if self.polled:
+            self._filters = [extended_filter(frame_id) for frame_id in self.profile.frame_ids] + list(
+                self.profile.rx_filters)
+        else:
+            self._filters = [standard_filter(frame_id) for frame_id in self.profile.frame_ids]
         if self.heartbeat_id is not None:
             self._filters.append(standard_filter(self.heartbeat_id))
         self.bus = self.notifier = None
@@ -366,12 +399,15 @@ class HotStandby:
         self._beat_task = None
         self._beat_data = b""
         self._duplicate_logged = False
+        self._lease: Optional[float] = None      # polled: the right to answer as the role slot last said
         self._keep_open(time.monotonic())
 
     def _new_arbiter(self, now: float) -> Arbiter:
         section = self.cfg.standby
+        # polled: two heartbeats of a peer that took over reach us before we answer again
         return Arbiter(section.node_id, section.priority, section.takeover_s, section.preempt,
-                       instance=self._instance, now=now)
+                       instance=self._instance, now=now, polled=self.polled,
+                       settle_s=2 * section.heartbeat_interval_s if self.polled else 0.0)
 
     def _keep_open(self, now: float) -> bool:
         """Open the bus unless it is open; True when it is. A failure is logged once and retried."""
@@ -397,17 +433,28 @@ class HotStandby:
         return True
 
     def receive(self, msg: can.Message, now: float) -> None:
-        if msg.is_error_frame or msg.is_remote_frame or msg.is_extended_id:
+        if msg.is_error_frame or msg.is_remote_frame:
             return
         with self._lock:
-            if msg.arbitration_id == self.heartbeat_id:
+            if not msg.is_extended_id and msg.arbitration_id == self.heartbeat_id:
                 beat = decode_beat(bytes(msg.data))
                 if beat is not None:
                     self.arbiter.beat(beat, now)
-            elif self.arbiter.listening:
-                self._observed[msg.arbitration_id] = (bytes(msg.data), now)
-                if msg.arbitration_id == self.profile.frame_ids[0]:
-                    self.arbiter.frame(now)
+            elif msg.is_extended_id != self.polled:
+                return
+            elif msg.arbitration_id in self.profile.frame_ids:
+                if self.arbiter.listening:
+                    self._observed[msg.arbitration_id] = (bytes(msg.data), now)
+                    if self.polled or msg.arbitration_id == self.profile.frame_ids[0]:
+                        self.arbiter.frame(now)
+            elif self.polled and self._is_poll(msg):
+                self.arbiter.poll(now)
+
+    def _is_poll(self, msg: can.Message) -> bool:
+        try:
+            return self.profile.request_kind(to_frame(msg)) in POLLS
+        except DecodeError:
+            return False
 
     def update(self, now: float, ready: bool, fresh: bool, sending: bool) -> Optional[Transition]:
         """Re-decide the role (``ready``: our own decision exists; the peer's last frames also
@@ -423,6 +470,29 @@ class HotStandby:
         self._duplicate_logged = duplicate
         self._send_beat()
         return change
+
+    def answer_lease(self, now: float, force: bool = False) -> Optional[dict]:
+        """Polled: ``{"answer_until": ...}`` (``Arbiter.answer_until``) for the role slot when it must
+        be written (``force``; the right starts or ends; half the lease is spent), else None. The
+        responders answer only within it (``canbus.responder.answer_allowed``)."""
+        if not self.polled:
+            return None
+        with self._lock:
+            until = self.arbiter.answer_until(now)
+        held = self._lease
+        if not force and (until is None) == (held is None) and (
+                until is None or held - now > self.arbiter.lease_s / 2):
+            return None
+        self._lease = until
+        return {"answer_until": until}
+
+    def wake_at(self) -> Optional[float]:
+        """When the role must be decided again at the latest: a takeover falling due; polled, the
+        end of settling and the renewal of the lease."""
+        due = [self.arbiter.next_takeover_at]
+        if self.polled and self.arbiter.role == ACTIVE:
+            due.append(self.arbiter.answer_from if self._lease is None else self._lease - self.arbiter.lease_s / 2)
+        return min((t for t in due if t is not None), default=None)
 
     def takeover_cadence(self, change: Transition) -> Cadence:
         """A handover continues the departing device's cadence from its last frame, so each id
@@ -447,7 +517,7 @@ class HotStandby:
             frames = [Frame(frame_id, self._observed[frame_id][0]) for frame_id in self.profile.frame_ids]
             oldest = min(self._observed[frame_id][1] for frame_id in self.profile.frame_ids)
         try:
-            report = report_from_frames(self.profile, frames)
+            report = self.profile.report_from_frames(frames)
         except (DecodeError, ValueError) as error:
             self.log.error("hot standby: the peer's last frames cannot be sent again: %s", error)
             return None

@@ -19,7 +19,7 @@ import can
 from bms.stale import degrade
 from canbus.bus import open_bus
 from canbus.cyclic import CyclicFrameSet, Schedule, known_sent_until
-from canbus.responder import PollResponder
+from canbus.responder import PollResponder, answer_allowed
 from protocol import profiles
 from protocol.report import from_json, to_json
 
@@ -36,6 +36,7 @@ class FailsafeTransmitter:
         self.log = log
         self.profile = profiles.get(cfg.inverter.profile).for_pack(cfg.battery.cell_count)
         self._answering = None      # polled profiles: the degraded report the polls are answered from
+        self._poll_stats: Optional[dict] = None     # polled profiles: the last responder's, once released
         self.engaged_since: Optional[float] = None
         self._bus = self._open_bus()        # ready before it is needed: engaging must be quick
         self._sender: Optional[CyclicFrameSet] = None
@@ -117,6 +118,8 @@ class FailsafeTransmitter:
             self._starting = None
             if self._sender is not None:
                 self._sender.stop()
+                if isinstance(self._sender, PollResponder):
+                    self._poll_stats = self._sender.stats()
                 self._wire = self._sender.wire
                 self._sender = None
             self.engaged_since = None
@@ -160,6 +163,7 @@ class FailsafeTransmitter:
                 return
             if self._sender is not None:
                 if self._sender.update(frames):
+                    self._wire = self._sender.wire      # its lag follows the frames received
                     self._publish(engaged=True)
                     return
                 # Its lease lapsed (this process was stopped): start again from where it left off.
@@ -187,8 +191,18 @@ class FailsafeTransmitter:
                 return
             if self._sender is None:
                 self._sender = PollResponder(self.cfg, self.profile, lambda: self._answering, self.log,
-                                             may_answer=lambda: self.engaged and not self._release.is_set())
+                                             may_answer=self._holds_bus)
             self._publish(engaged=True)
+
+    def poll_stats(self) -> Optional[dict]:
+        """Polled profiles: the requests and answers of the responder engaged now, else of the last."""
+        sender = self._sender
+        return sender.stats() if isinstance(sender, PollResponder) else self._poll_stats
+
+    def _holds_bus(self) -> bool:
+        """Asked at each poll, from the responder's thread: engaged, and (hot standby) within the lease."""
+        return (self.engaged and not self._release.is_set()
+                and answer_allowed(self.state.read("role"), time.monotonic()))
 
     def _on_wire_change(self, sender: CyclicFrameSet) -> None:
         """Publish the starting sender's wire record and schedule while it still holds the bus

@@ -13,6 +13,9 @@ from ipc.atomic_file import unwritable_reason
 
 # Workers whose failure does not touch the frames: a warning, never a reason to restart the daemon.
 BOOKKEEPING_WORKERS = ("web",)
+# A CAN controller in these states sends nothing; in the others it sends, maybe with errors (a warning).
+NOT_SENDING_CONTROLLER_STATES = ("BUS-OFF", "STOPPED", "SLEEPING")
+ERROR_CONTROLLER_STATES = ("ERROR-WARNING", "ERROR-PASSIVE")
 
 
 def problems(status: Optional[dict], cfg, now: Optional[float] = None) -> List[str]:
@@ -64,6 +67,9 @@ def problems(status: Optional[dict], cfg, now: Optional[float] = None) -> List[s
                        % (", ".join(foreign["ids"]), foreign["count"], foreign["last_seen_age_s"]))
     if status["can"]["state"] not in ("up", "virtual"):
         reasons.append("CAN interface %s is %s" % (status["can"]["channel"], status["can"]["state"]))
+    elif (status["can"].get("controller") or {}).get("state") in NOT_SENDING_CONTROLLER_STATES:
+        reasons.append("CAN controller %s is %s: it sends nothing (restart-ms %s)" % (
+            status["can"]["channel"], status["can"]["controller"]["state"], status["can"]["controller"]["restart_ms"]))
     if not status["frames"] and not standing_by:
         reasons.append("no BMS frames are being sent")
     return reasons
@@ -84,6 +90,10 @@ def warnings(status: dict) -> List[str]:
     if status_file.get("failures"):
         found.append("the status file could not be written %d times (last: %s)" % (
             status_file["failures"], status_file["last_error"]))
+    can = status.get("can") or {}
+    if (can.get("controller") or {}).get("state") in ERROR_CONTROLLER_STATES:
+        found.append("CAN controller %s is %s: the bus has errors (wiring, termination, bit rate?)" % (
+            can["channel"], can["controller"]["state"]))
     web = (status.get("workers") or {}).get("web")
     if web is not None and (web["state"] == "fault" or not web["alive"]):
         found.append("the web console (worker web) is %s after %d restarts; the frames are not affected"

@@ -48,6 +48,32 @@ def decoded_frames(frames_json, profile) -> list:
     return decoded
 
 
+def poll_status(profile, bms_tx: Optional[dict], failsafe: Optional[dict], now: float) -> Optional[dict]:
+    """A polled profile's requests and answers (None: a broadcast profile), bms_tx's and the
+    failsafe's responders added up: answered, held back (this device did not hold the bus or had
+    no decision), stale, requests by kind ("ignored": unknown), the age of the last request and
+    the latency from a request to its burst sent (the last and the worst) as each process measured."""
+    if profile.transport != "polled":
+        return None
+    by = {name: stats for name, stats in (("bms_tx", bms_tx), ("failsafe", failsafe)) if stats}
+    requests: dict = {}
+    for stats in by.values():
+        for kind, count in stats["requests"].items():
+            requests[kind] = requests.get(kind, 0) + count
+    last = max(by.values(), key=lambda stats: stats["last_request_at"] or float("-inf"), default=None)
+    return {
+        "answered": sum(stats["answered"] for stats in by.values()),
+        "held_back": sum(stats.get("held_back", 0) for stats in by.values()),
+        "stale": sum(stats.get("stale", 0) for stats in by.values()),
+        "send_failures": sum(stats["send_failures"] for stats in by.values()),
+        "requests": requests,
+        "last_request_age_s": _age(last, "last_request_at", now),
+        "last_latency_s": None if last is None else last.get("last_latency_s"),
+        "max_latency_s": max((stats["max_latency_s"] for stats in by.values()), default=None),
+        "by": by,
+    }
+
+
 def build_status(sup, version: str) -> dict:
     state = sup.state
     beats = {name: state.read("heartbeat." + name) for name in sup.workers}
@@ -59,6 +85,7 @@ def build_status(sup, version: str) -> dict:
     frames_slot = state.read("frames") or {}
     charge_state = state.read("charge_state") or {}
     dvcc = state.read("dvcc")
+    failsafe_polls = sup.failsafe.poll_stats()
     now = time.monotonic()      # after the reads: no age comes out negative
     workers = {}
     for name, handle in sup.workers.items():
@@ -105,13 +132,16 @@ def build_status(sup, version: str) -> dict:
         "can": {"interface": can_link.get("interface"), "channel": can_link.get("channel"),
                 "state": can_link.get("state"), "tx_frames": can_link.get("tx_packets"),
                 "rx_frames": inverter.get("rx_frames"),
+                "controller": can_link.get("controller"),     # None: no CAN controller (vcan, not SocketCAN)
                 "errors": {"tx": can_link.get("tx_errors"), "rx": can_link.get("rx_errors"),
                            "tx_dropped": can_link.get("tx_dropped"), "link_downs": can_link.get("link_downs", 0),
                            "send_failures": can_link.get("send_failures", 0),
+                           "queue_full": can_link.get("queue_full", 0),
                            "bad_frames": inverter.get("bad_frames", 0),
                            "error_frames": inverter.get("error_frames", 0),
                            "receive_errors": inverter.get("receive_errors", 0)}},
         "frames": decoded_frames(sending, sup.failsafe.profile),
+        "polls": poll_status(sup.failsafe.profile, can_link.get("polls"), failsafe_polls, now),
         "dvcc": dvcc_status(dvcc, now),
         "storage": {
             "status_file": storage_health(sup.cfg.status.file, sup.status_writer.health(sup.cfg.status.file), now),
@@ -145,6 +175,15 @@ def format_status(status: dict, cfg) -> str:
     can = status["can"]
     lines.append("  can      %s %s %s, tx %s rx %s, errors %s" % (can["interface"], can["channel"], can["state"],
                                                                    can["tx_frames"], can["rx_frames"], can["errors"]))
+    if can.get("controller"):
+        lines.append("  can      controller %s" % format_controller(can["controller"]))
+    polls = status.get("polls")
+    if polls is not None:
+        lines.append("  polls    answered %d, held back %d, stale %d, send failures %d; requests %s; last %s s ago; "
+                     "latency last %s s, max %s s" % (
+                         polls["answered"], polls["held_back"], polls["stale"], polls["send_failures"],
+                         polls["requests"] or "none", polls["last_request_age_s"], polls["last_latency_s"],
+                         polls["max_latency_s"]))
     lines.append("  failsafe %s" % ("ENGAGED" if status["failsafe"]["engaged"] else "standing by"))
     dvcc = status.get("dvcc") or {}
     in_force = {field: value for field, value in (dvcc.get("limits") or {}).items() if value is not None}
@@ -163,6 +202,17 @@ def format_status(status: dict, cfg) -> str:
     for frame in status["frames"]:
         lines.append("  frame    %s %-16s %s" % (frame["id"], frame["data"], frame.get("fields", frame.get("error"))))
     return "\n".join(lines)
+
+
+def format_controller(controller: dict) -> str:
+    """A CAN controller's state and counters as ``ip -details -statistics link`` words them."""
+    if controller.get("error"):
+        return "%s (%s)" % (controller["state"], controller["error"])
+    berr = controller.get("berr_counter")
+    return "%s%s restart-ms %s; re-started %s bus-errors %s arbit-lost %s error-warn %s error-pass %s bus-off %s" % (
+        controller["state"], "" if berr is None else " (berr-counter tx %d rx %d)" % (berr["tx"], berr["rx"]),
+        controller["restart_ms"], controller["restarts"], controller["bus_error"], controller["arbitration_lost"],
+        controller["error_warning"], controller["error_passive"], controller["bus_off"])
 
 
 def _mib(value) -> str:

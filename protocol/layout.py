@@ -1,6 +1,7 @@
 """Byte layouts of CAN frames: each part of a frame encodes and decodes itself.
 
-A frame is a fixed-length byte string built from parts at fixed offsets, little endian.
+A frame is a fixed-length byte string built from parts at fixed offsets, little endian unless
+the profile's ``byte_order`` is big.
 Numbers are rounded to the field's resolution and clamped to its range, never wrapped (a
 profile first replaces a limit that clamping would loosen, see ``Profile.encode``). A
 missing value (None, NaN or infinite) becomes the field's "not available" code, or a
@@ -53,7 +54,8 @@ class Field(NamedTuple):
     the raw pattern sent when there is no value (None: the value is mandatory), ``invalid``
     the pattern that decodes as None. ``fallback`` names the report attribute used when this
     one is missing. ``sent=False``: the protocol defines the field but this bridge has no
-    value for it, so it always carries ``missing``.
+    value for it, so it always carries ``missing``. ``big_endian``: set by a profile whose
+    byte order is big (``Profile.byte_order``), never by hand.
     """
 
     name: str
@@ -66,6 +68,7 @@ class Field(NamedTuple):
     invalid: Optional[int] = None
     fallback: Optional[str] = None
     sent: bool = True
+    big_endian: bool = False
 
     @property
     def end(self) -> int:
@@ -116,14 +119,18 @@ class Field(NamedTuple):
             raise ValueError("%s %s%s: %r is not a finite number, and this profile has no 'not available' "
                              "encoding for it: a value is required" % (label, self.name, also, value))
         pattern = raw & ((1 << 8 * self.kind.size) - 1)
-        data[self.offset:self.end] = pattern.to_bytes(self.kind.size, "little")
+        data[self.offset:self.end] = pattern.to_bytes(self.kind.size, self._order)
 
     def unpack(self, data: bytes, fields: Dict[str, Any]) -> None:
-        pattern = int.from_bytes(data[self.offset:self.end], "little")
+        pattern = int.from_bytes(data[self.offset:self.end], self._order)
         if pattern == self.invalid:
             fields[self.name] = None
         else:
             fields[self.name] = self.physical(self.kind.from_pattern(pattern))
+
+    @property
+    def _order(self) -> str:
+        return "big" if self.big_endian else "little"
 
     def physical(self, raw: int):
         """An int for whole-number resolutions, else a float rounded to the resolution's digits."""

@@ -1,14 +1,18 @@
 """One inverter family: the BMS frames it reads, the frames it sends, and its quirks."""
 import copy
 import math
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from protocol.decoded import Decoded
 from protocol.frame import Frame
-from protocol.layout import Layout
+from protocol.layout import Field, Layout
 from protocol.report import ALARMS, PROTECTIONS, BatteryReport
 
 NAME_LENGTH = 8
+BYTE_ORDERS = ("little", "big")
+# what a frame set must carry for a report to be rebuilt from it
+REBUILT_REQUIRED = ("charge_voltage_v", "charge_current_a", "discharge_current_a", "discharge_voltage_v", "soc_pct",
+                    "soh_pct", "voltage_v", "current_a")
 
 
 class Profile:
@@ -23,24 +27,43 @@ class Profile:
     taking over then shifts the cadence instead of catching up back-to-back.
     ``transport``: "broadcast" (the frame set on a cadence) or "polled" (answers to the
     inverter's requests, see ``protocol/pylon_hv.py``).
+    ``byte_order``: "little" or "big", of every multi-byte number of its frames.
+    ``bitrates``: the CAN bit rates the inverter speaks (the configuration is refused at any other).
+
+    The inverter's quirks, for the parts of the bridge beyond the frames:
+
+    ``product_name``: what Venus shows as the inverter (``/ProductName`` of the vebus service).
+    ``ignores_zero_limits``: a charge or discharge limit of 0 does not stop the inverter and the
+    frames carry nothing else it obeys, so a mode that forbids a direction cannot be carried out.
+    ``ac_telemetry``: the inverter broadcasts its AC values (``INVERTER_FIELDS``' ac_* names),
+    which Venus then shows; otherwise the AC paths stay invalid.
     """
 
     transport = "broadcast"
     name_length = NAME_LENGTH       # the longest manufacturer name its frames carry
+    bitrates: Tuple[int, ...] = (500000,)   # Pylon LV: 500 kbit/s (PYLON_CAN.md §1)
 
     def __init__(self, name: str, frames: Sequence[Layout], inverter_frames: Sequence[Layout],
                  rx_filters: Sequence[Dict[str, Any]], default_manufacturer: str = "PYLON",
                  cycle_s: float = 1.0, manufacturer_prefix: str = "", min_keepalive_timeout_s: float = 0.0,
-                 min_frame_spacing_s: float = 0.0):
+                 min_frame_spacing_s: float = 0.0, product_name: str = "", byte_order: str = "little",
+                 ignores_zero_limits: bool = False, ac_telemetry: bool = False):
         self.name = name
         self.cycle_s = cycle_s
         self.min_frame_spacing_s = min_frame_spacing_s
         if cycle_s / len(frames) < min_frame_spacing_s * (1 - 1e-9):
             raise ValueError("profile %s: %d frames every %g s are closer than its minimum spacing of %g s"
                              % (name, len(frames), cycle_s, min_frame_spacing_s))
+        if byte_order not in BYTE_ORDERS:
+            raise ValueError("profile %s: byte_order = %r is not allowed: expected %s"
+                             % (name, byte_order, " or ".join(BYTE_ORDERS)))
         self.manufacturer_prefix = manufacturer_prefix
         self.min_keepalive_timeout_s = min_keepalive_timeout_s
-        self._frames = tuple(frames)
+        self.product_name = product_name
+        self.byte_order = byte_order
+        self.ignores_zero_limits = ignores_zero_limits
+        self.ac_telemetry = ac_telemetry
+        self._frames = tuple(_in_byte_order(layout, byte_order) for layout in frames)
         self._rx_filters = [dict(entry) for entry in rx_filters]
         self._by_id: Dict[Tuple[int, bool], Layout] = {}
         for layout in self._frames + tuple(inverter_frames):
@@ -126,6 +149,51 @@ class Profile:
             changes.update(discharge_voltage_v=highest_dvl, discharge_current_a=0.0, discharge_enable=False)
         return report._replace(**changes) if changes else report
 
+    @property
+    def temperature_not_available(self) -> Optional[int]:
+        """The raw code its frames send for an unknown battery temperature; None where the protocol
+        has none (the temperature then falls back to another one, or a value is required)."""
+        codes = [part.missing for layout in self._frames for part in layout.parts
+                 if getattr(part, "name", None) == "temperature_c"]
+        return codes[0] if codes else None
+
+    def report_from_frames(self, frames: Sequence[Frame]) -> BatteryReport:
+        """The BatteryReport behind a whole frame set of this profile; encoding it gives the same
+        frames (a hot standby sends a silent peer's last frames again this way).
+
+        Flags come from the frame that carries them as report flags (0x359, 0x4250) or else from
+        the alarm items (SMA's 0x35A); enable bits the frames do not carry follow the current
+        limits. ValueError naming what is missing.
+        """
+        fields: Dict[str, Any] = {}
+        for frame in frames:
+            fields.update(self.decode(frame).fields)
+        hires = fields.get("soc_hires_pct")
+        if hires is not None and fields.get("soc_pct") is not None:
+            # The 0.01 % field carries the value, the 1 % field how it was rounded: a value between
+            # the two (within the 0.01 % step) encodes to both.
+            whole = fields["soc_pct"]
+            fields["soc_pct"] = hires if round(hires) == whole else hires + math.copysign(0.004, whole - hires)
+        missing = [name for name in REBUILT_REQUIRED if fields.get(name) is None]
+        if missing:
+            raise ValueError("the frame set lacks %s" % ", ".join(missing))
+        values = {name: fields[name] for name in BatteryReport._fields if name in fields}
+        values.setdefault("temperature_c", None)
+        if "protection" not in fields:
+            values.update(self._flags_from_items(fields))
+        values["protection"] = frozenset(values["protection"])
+        values["alarm"] = frozenset(values["alarm"])
+        values.setdefault("charge_enable", values["charge_current_a"] > 0)
+        values.setdefault("discharge_enable", values["discharge_current_a"] > 0)
+        return BatteryReport(**values)
+
+    def _flags_from_items(self, fields: Dict[str, Any]) -> Dict[str, FrozenSet[str]]:
+        for layout in self._frames:
+            for part in layout.parts:
+                if hasattr(part, "report_flags"):
+                    return part.report_flags(fields)
+        raise ValueError("profile %s: its frames carry no protection or alarm flags" % self.name)
+
     def decode(self, frame: Frame) -> Decoded:
         """A BMS or inverter frame of this profile; a foreign id gives the name "unknown".
 
@@ -138,6 +206,14 @@ class Profile:
 
     def __repr__(self) -> str:
         return "Profile(%r)" % self.name
+
+
+def _in_byte_order(layout: Layout, byte_order: str) -> Layout:
+    """``layout`` with its numbers in ``byte_order`` (the parts are little endian as written)."""
+    if byte_order == "little":
+        return layout
+    return layout._replace(parts=tuple(part._replace(big_endian=True) if isinstance(part, Field) else part
+                                       for part in layout.parts))
 
 
 def _is_number(value: Any) -> bool:

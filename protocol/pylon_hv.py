@@ -360,8 +360,10 @@ class PylonHvProfile(Profile):
 
     transport = "polled"
     name_length = NAME_LENGTH
+    bitrates = (500000, 250000)     # §1: 500 kbit/s, 250 on request
 
-    def __init__(self, name: str, settings: HvSettings = HvSettings(), cell_count: int = 0):
+    def __init__(self, name: str, settings: HvSettings = HvSettings(), cell_count: int = 0,
+                 product_name: str = ""):
         if not 0 <= settings.address <= MAX_ADDRESS:
             raise ValueError("profile %s: address %r is not allowed: expected 0 to %d"
                              % (name, settings.address, MAX_ADDRESS))
@@ -370,12 +372,14 @@ class PylonHvProfile(Profile):
         self.ensemble = ensemble_layouts(settings)
         self.equipment = equipment_layouts(settings)
         requests = request_layouts(settings)
+        # the 0x4280 forbid marks stop a direction even where the inverter ignores a 0 A limit
         super().__init__(name, self.ensemble + self.equipment, requests,
                          [{"can_id": layout.frame_id, "can_mask": MAX_EXTENDED_ID, "extended": True}
-                          for layout in requests], default_manufacturer=settings.manufacturer)
+                          for layout in requests], default_manufacturer=settings.manufacturer,
+                         product_name=product_name, byte_order="big" if settings.big_endian else "little")
 
     def for_pack(self, cell_count: int) -> "PylonHvProfile":
-        return PylonHvProfile(self.name, self.settings, cell_count)
+        return PylonHvProfile(self.name, self.settings, cell_count, self.product_name)
 
     def _derived(self, report: BatteryReport) -> Dict[str, Any]:
         modules = max(1, int(report.modules or 1))

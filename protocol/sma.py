@@ -4,7 +4,7 @@ Ranges are the Sunny Island's (values outside them are silently rejected by the 
 are clamped here). Invalid is 0xFFFF unsigned / 0x8000 signed; a clamped value never becomes
 one of these codes. The 2-bit alarm items of 0x35A are shared with the Victron reading.
 """
-from typing import Any, Dict, Iterable, Mapping, NamedTuple, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, Mapping, NamedTuple, Tuple
 
 from protocol import pylon
 from protocol.layout import S16, U8, U16, Bits, Field, Layout, Total
@@ -99,6 +99,16 @@ class AlarmItems(NamedTuple):
             states = [word >> 2 * index & 3 for index in range(len(ITEMS))]
             fields[kind + "_raised"] = [item for item, state in zip(ITEMS, states) if state == RAISED]
             fields[kind + "_cleared"] = [item for item, state in zip(ITEMS, states) if state == CLEARED]
+
+    def report_flags(self, fields: Mapping[str, Any]) -> Dict[str, FrozenSet[str]]:
+        """The report's flag sets behind decoded ``fields``: every source of each raised item
+        (a frame set without 0x359 carries its flags only here)."""
+        flags: Dict[str, set] = {"protection": set(), "alarm": set()}
+        for kind, item_sources in (("alarms", self.alarm_sources), ("warnings", self.warning_sources)):
+            for item in fields.get(kind + "_raised", ()):
+                for attribute, flag in item_sources.get(item, ()):
+                    flags[attribute].add(flag)
+        return {attribute: frozenset(names) for attribute, names in flags.items()}
 
 
 ALARMS_WARNINGS = Layout(0x35A, "alarms_warnings", 8, (

@@ -3,8 +3,9 @@
 Every path exists, ``/DeviceInstance`` first, before the name is claimed. Values come from
 three places: the battery monitor (``/Dc/0/*``, ``/Soc``), the decision bms_tx sends
 (``/State``, ``/VebusChargeState``, alarms) and the inverter's own telemetry (AC paths: only
-the Sunny Island sends any; for other profiles they stay invalid, never zero; invalid again
-while the inverter link is down). Venus writes
+a profile with ``ac_telemetry``, the Sunny Island, has any; for other profiles they stay invalid,
+never zero; invalid again while the inverter link is down). What differs per inverter is an
+attribute of its profile (``protocol/profile.py``), never a name tested here. Venus writes
 the DVCC limits, the user's charge current limit and ``/Mode``; ``on_write(path, value)`` is
 told of every accepted write. A limit that expired is withdrawn (``withdraw``): what the
 service shows is what is in force.
@@ -17,7 +18,7 @@ path                                            we publish
 =============================================== ============================================
 /Connected, /ProductName, /Mgmt/Connection      0 while the inverter link is down, else 1
                                                 (systemcalc takes a vebus only while it is 1),
-                                                the profile name, "Pylon CAN <channel>"
+                                                the profile's product_name, "Pylon CAN <channel>"
 /DeviceInstance, /ProductId, /CustomName, /Mode identity, 0xBA50 (no product quirks), the
                                                 owner's name; /Mode writeable, carried out with
                                                 the charge/discharge permissions
@@ -66,6 +67,8 @@ The battery service (venus/battery_service.py) lists what systemcalc reads from 
 import logging
 from typing import Callable, Dict, Optional
 
+from protocol import profiles
+from protocol.profile import Profile
 from venus import dvcc
 from venus.busitem import BusService
 from venus.energy import PATHS as ENERGY_PATHS
@@ -76,10 +79,6 @@ log = logging.getLogger("pylon-venus.vebus")
 # At least VEBUS_FIRMWARE_REQUIRED (0x422), or DVCC raises /Dvcc/Alarms/FirmwareInsufficient and
 # writes no limits (§6.8); 0x510 is what the multiplus emulator known to work with DVCC reports.
 FIRMWARE_VERSION = 0x510
-PRODUCT_NAMES = {"sma_si": "SMA Sunny Island", "deye": "Deye inverter", "solark": "Sol-Ark inverter",
-                 "luxpower": "Luxpower/EG4 inverter"}
-# Deye ignores CCL/DCL = 0 (PYLON_CAN.md §6), so it cannot carry out a mode that forbids charge or discharge.
-PROFILES_IGNORING_ZERO_LIMITS = ("deye",)
 # /State (§6.5)
 STATE_OFF, STATE_FAULT, STATE_INVERTING = 0, 2, 9
 PHASE_STATES = {"bulk": 3, "absorption": 4, "float": 5}
@@ -108,8 +107,9 @@ MEASURED_PATHS = ("/Dc/0/Voltage", "/Dc/0/Current", "/Dc/0/Power", "/Dc/0/Temper
                   "/State", "/VebusChargeState", "/VebusMainState") + tuple(path for path, _, _ in ALARM_PATHS)
 
 
-def mode_adjustable(profile: str) -> bool:
-    return profile not in PROFILES_IGNORING_ZERO_LIMITS
+def mode_adjustable(profile: Profile) -> bool:
+    """An inverter that ignores a zero limit (Deye LV) cannot carry out a mode that forbids a direction."""
+    return not profile.ignores_zero_limits
 
 
 def vebus_state(link: str, frames: dict, current_a: Optional[float], fields: dict) -> Optional[int]:
@@ -171,11 +171,11 @@ def sunny_island_ac(fields: dict) -> Dict[str, Optional[float]]:
 class VebusService:
     def __init__(self, bus, cfg, process_version: str, device_instance: int, custom_name: str, mode: int,
                  restored_limits: Dict[str, Optional[float]], on_write: Callable[[str, object], None]):
-        self.profile = cfg.inverter.profile
+        self.profile = profiles.get(cfg.inverter.profile)
         self.on_write = on_write
         self.service = BusService(bus, "%s.%s" % (CLASS, cfg.venus.service_suffix))
         add_identity(self.service, process_version, "Pylon CAN %s" % cfg.can.channel, device_instance,
-                     cfg.venus.product_id, PRODUCT_NAMES.get(self.profile, "Inverter (Pylon CAN)"), FIRMWARE_VERSION)
+                     cfg.venus.product_id, self.profile.product_name, FIRMWARE_VERSION)
         self.service.add_path("/CustomName", custom_name, writeable=True, kind=str, check=self._accept_name)
         for path in MEASURED_PATHS + AC_PATHS:
             self.service.add_path(path, None)
@@ -269,7 +269,7 @@ class VebusService:
             "/VebusMainState": self._main_state(),
         }
         values.update(alarm_levels(frames.get("report")))
-        if self.profile == "sma_si":      # a silent SI's last values are no measurement: invalid
+        if self.profile.ac_telemetry:     # a silent inverter's last values are no measurement: invalid
             values.update(sunny_island_ac(fields if link != "down" else {}))
         values.update(energy)
         self.service.update(values)

@@ -19,7 +19,7 @@ from bms.snapshot import BatterySnapshot
 from bms.state import ChargeState
 from canbus.bus import open_bus
 from canbus.cyclic import CyclicFrameSet, Schedule, known_sent_until
-from canbus.responder import PollResponder
+from canbus.responder import PollResponder, answer_allowed
 from config import ConfigError
 from ipc.atomic_file import load_or_set_aside
 from ipc.flash_writer import FlashWriter
@@ -203,6 +203,13 @@ class BmsTransmitter:
             ", force charge" if report.force_charge_1 or report.force_charge_2 else "")
         self.worker.log.info("frames: %s", " ".join(str(frame) for frame in frames))
 
+    @property
+    def beat_period_s(self) -> float:
+        """How often the idle main loop wakes: with hot standby every heartbeat_interval_s, so a
+        role turned standby takes our frames off the bus within one; without it the role never
+        changes, and bms_tx beats as seldom as any worker (issue 19)."""
+        return self.cfg.watchdog.heartbeat_interval_s if self.cfg.standby.enabled else self.worker.beat_period_s
+
     def active(self) -> bool:
         """This device transmits (hot standby: the supervisor's role slot says so)."""
         return (self.worker.state.read("role") or {}).get("role") == "active"
@@ -273,8 +280,10 @@ class BmsTransmitter:
         return {"polls": self.sender.stats()} if isinstance(self.sender, PollResponder) else {}
 
     def _holds_bus(self) -> bool:
-        """Asked at each poll, from the responder's thread: a hung main loop has the failsafe answer."""
-        return self.active() and not (self.worker.state.read("failsafe") or {}).get("engaged")
+        """Asked at each poll, from the responder's thread: a hung main loop has the failsafe answer;
+        a hot standby's lease must hold (``answer_allowed``)."""
+        return (answer_allowed(self.worker.state.read("role"), time.monotonic())
+                and not (self.worker.state.read("failsafe") or {}).get("engaged"))
 
     def _sleep(self, seconds: float, **beat) -> bool:
         """Sleep while beating; True when asked to stop or when the role is no longer active."""
@@ -344,7 +353,7 @@ def run(worker) -> None:
                 worker.state.write("bms_tx.can", dict(tx.link.read(tx.sender is not None),
                                                       send_failures=tx.send_failures, **tx.poll_stats()))
             worker.beat(ready=tx.sender is not None, transmitting=tx.sender is not None)
-            worker.wait(min(worker.cfg.watchdog.heartbeat_interval_s, max(0.0, next_cycle - time.monotonic())))
+            worker.wait(min(tx.beat_period_s, max(0.0, next_cycle - time.monotonic())))
     finally:
         tx.close()
         tx.writer.flush(FLUSH_AT_STOP_S)

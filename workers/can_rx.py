@@ -233,7 +233,7 @@ def run(worker) -> None:
                     worker.log.info("inverter link %s", snapshot["link"])
                     link = snapshot["link"]
             worker.beat()
-            worker.wait(cfg.watchdog.heartbeat_interval_s)
+            worker.wait(max(0.0, min(worker.beat_period_s, next_publish - time.monotonic())))
     finally:
         notifier.stop()
         bus.shutdown()

@@ -147,7 +147,7 @@ class DbusPublisher:
         self.settings.start()
         if self.follower is not None:
             self.follower.start()
-        GLib.timeout_add(int(self.cfg.watchdog.heartbeat_interval_s * 1000), guarded(self.log, self._beat))
+        GLib.timeout_add(int(self.worker.beat_period_s * 1000), guarded(self.log, self._beat))
         GLib.timeout_add(int(POLL_S * 1000), self._poll_or_give_up)
         GLib.timeout_add(int(self.cfg.venus.energy_save_interval_s * 1000), guarded(self.log, self.energy.save))
 

@@ -16,6 +16,12 @@ from ipc.linux import die_with_parent
 from ipc.shared_state import SharedState
 
 WORKERS = ("can_rx", "bms_tx", "dbus_publisher", "battery_reader", "simulator", "web")
+BEATS_PER_TIMEOUT = 4
+# Workers whose code loads neither D-Bus nor GLib (only the project's modules and python-can): the
+# supervisor imports them before it forks, so their code is shared with the worker, not copied into
+# it (an import in a forked process also writes to pages of the import machinery that would stay
+# shared). The others load dbus-python or GLib, whose state no fork may copy: after the fork only.
+PRELOADED = ("can_rx", "bms_tx")
 
 
 class Worker:
@@ -26,6 +32,14 @@ class Worker:
         self.log = logging.getLogger("pylon-venus.%s" % name)
         self.stopping = threading.Event()
         self._parent = os.getppid()
+
+    @property
+    def beat_period_s(self) -> float:
+        """How often a worker with nothing else due beats: four beats per heartbeat timeout, so a
+        late beat or two never gets it killed, and no more wakes than that (with hot standby on,
+        bms_tx, which follows the role, beats every heartbeat_interval_s)."""
+        wd = self.cfg.watchdog
+        return max(wd.heartbeat_interval_s, wd.heartbeat_timeout_s / BEATS_PER_TIMEOUT)
 
     def beat(self, **info) -> None:
         """Tell the supervisor this worker's loop is alive; stop when the supervisor is gone."""
@@ -41,6 +55,13 @@ class Worker:
     def wait(self, seconds: float) -> bool:
         """Sleep until the next beat is due; True when the worker should stop."""
         return self.stopping.wait(seconds)
+
+
+def preload(names) -> None:
+    """Import the code of the workers in ``names`` that may be imported before the fork."""
+    for name in names:
+        if name in PRELOADED:
+            importlib.import_module("workers." + name)
 
 
 def main(name: str, cfg, state_path: str) -> None:

@@ -42,7 +42,7 @@ def run(worker) -> None:
                 next_sample = now + cfg.web.history_interval_s
                 ring.append(history.sample_from(worker.state.read("frames"), worker.state.read("battery"), time.time()))
             worker.beat()
-            worker.wait(min(cfg.watchdog.heartbeat_interval_s, max(0.0, next_sample - time.monotonic())))
+            worker.wait(min(worker.beat_period_s, max(0.0, next_sample - time.monotonic())))
     finally:
         server.clients_stop.set()
         server.shutdown()

@@ -1,6 +1,9 @@
 """The inverter profiles: one module per profile in this package, named like the profile.
 
-Each module defines ``PROFILE``; adding a profile is adding a module, nothing else changes.
+Each module defines ``PROFILE``, a ``Profile`` that carries everything the bridge knows of that
+inverter (frames, transport, byte order, bit rates, product name, quirks); adding a profile is
+adding a module, nothing else changes. tests/unit/test_profile.py fails naming a module that
+lacks an attribute the rest reads, and every per-profile test runs over ``names()``.
 """
 import importlib
 import pkgutil

@@ -12,4 +12,5 @@ from protocol.profile import Profile
 PROFILE = Profile(
     "deye", pylon.FRAMES, (inverter.KEEPALIVE, inverter.KEEPALIVE_EXTENDED),
     [inverter.standard_filter(0x305), inverter.extended_filter(0x305)],
-    manufacturer_prefix="PYLON", min_keepalive_timeout_s=6.0)
+    manufacturer_prefix="PYLON", min_keepalive_timeout_s=6.0, product_name="Deye inverter",
+    ignores_zero_limits=True)

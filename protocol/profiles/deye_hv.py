@@ -10,4 +10,5 @@ what stops it.
 from protocol.pylon_hv import HvSettings, PylonHvProfile
 
 PROFILE = PylonHvProfile("deye_hv", HvSettings(discharge_limit_negative=False, manufacturer="Deye",
-                                               name_in_ensemble=True))
+                                               name_in_ensemble=True),
+                         product_name="Deye HV inverter")

@@ -4,4 +4,5 @@ the discharge limit in the positive form, as Battery-Emulator's tested settings 
 """
 from protocol.pylon_hv import HvSettings, PylonHvProfile
 
-PROFILE = PylonHvProfile("hoymiles_hv", HvSettings(discharge_limit_negative=False))
+PROFILE = PylonHvProfile("hoymiles_hv", HvSettings(discharge_limit_negative=False),
+                         product_name="Hoymiles HV inverter")

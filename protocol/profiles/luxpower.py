@@ -30,4 +30,5 @@ FRAMES = (pylon.LIMITS, STATE_OF_CHARGE, MEASUREMENTS, PROTECTION_ALARM, REQUEST
 
 PROFILE = Profile(
     "luxpower", FRAMES, (inverter.KEEPALIVE, inverter.KEEPALIVE_EXTENDED, inverter.LUXPOWER_SHUTDOWN),
-    [inverter.standard_filter(0x305), inverter.extended_filter(0x305), inverter.standard_filter(0x300)])
+    [inverter.standard_filter(0x305), inverter.extended_filter(0x305), inverter.standard_filter(0x300)],
+    product_name="Luxpower/EG4 inverter")

@@ -7,4 +7,4 @@ from protocol.profile import Profile
 
 PROFILE = Profile(
     "pylon", pylon.FRAMES, (inverter.KEEPALIVE, inverter.KEEPALIVE_EXTENDED),
-    [inverter.standard_filter(0x305), inverter.extended_filter(0x305)])
+    [inverter.standard_filter(0x305), inverter.extended_filter(0x305)], product_name="Inverter (Pylon CAN)")

@@ -10,4 +10,4 @@ positive form.
 """
 from protocol.pylon_hv import HvSettings, PylonHvProfile
 
-PROFILE = PylonHvProfile("pylon_hv", HvSettings())
+PROFILE = PylonHvProfile("pylon_hv", HvSettings(), product_name="Inverter (Pylon HV CAN)")

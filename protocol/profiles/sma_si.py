@@ -10,4 +10,4 @@ from protocol.profile import Profile
 
 PROFILE = Profile(
     "sma_si", sma.FRAMES, sma.SI_TELEMETRY, [inverter.standard_filter(0x300, 0x7F0)], cycle_s=1.2,
-    min_frame_spacing_s=0.2)
+    min_frame_spacing_s=0.2, product_name="SMA Sunny Island", ac_telemetry=True)

@@ -5,4 +5,5 @@ Set the battery address to 01 in the inverter.
 """
 from protocol.pylon_hv import HvSettings, PylonHvProfile
 
-PROFILE = PylonHvProfile("sofar_hv", HvSettings(address=1, discharge_limit_negative=False))
+PROFILE = PylonHvProfile("sofar_hv", HvSettings(address=1, discharge_limit_negative=False),
+                         product_name="Sofar HV inverter")

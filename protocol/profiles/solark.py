@@ -18,4 +18,4 @@ FRAMES = tuple(layout._replace(length=8) for layout in (
 
 PROFILE = Profile(
     "solark", FRAMES, (inverter.KEEPALIVE, inverter.KEEPALIVE_EXTENDED),
-    [inverter.standard_filter(0x305), inverter.extended_filter(0x305)])
+    [inverter.standard_filter(0x305), inverter.extended_filter(0x305)], product_name="Sol-Ark inverter")

@@ -6,4 +6,5 @@ name frames (BE issue #987).
 from protocol.pylon_hv import HvSettings, PylonHvProfile
 
 PROFILE = PylonHvProfile("solxpow_hv", HvSettings(discharge_limit_negative=False, current_offset=False,
-                                                  manufacturer="XXXXXXXXXXXXXXXX"))
+                                                  manufacturer="XXXXXXXXXXXXXXXX"),
+                         product_name="Solinteg/Solxpow HV inverter")

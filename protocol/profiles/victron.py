@@ -29,4 +29,4 @@ FRAMES = (pylon.LIMITS, STATE_OF_CHARGE, MEASUREMENTS, pylon.PROTECTION_ALARM, A
 PROFILE = Profile(
     "victron", FRAMES, (inverter.KEEPALIVE, inverter.GX_HEARTBEAT, inverter.GX_IDENTIFICATION),
     [inverter.standard_filter(0x305), inverter.standard_filter(0x306), inverter.standard_filter(0x307)],
-    default_manufacturer="VENUSBMS")
+    default_manufacturer="VENUSBMS", product_name="Inverter (Pylon CAN)")

@@ -6,6 +6,7 @@ import logging
 import threading
 
 import config
+from workers.runtime import Worker
 
 
 class FakeState:
@@ -25,6 +26,8 @@ class FakeWorker:
         self.state = state or FakeState()
         self.log = logging.getLogger("pylon-venus.test")
         self.stopping = threading.Event()
+
+    beat_period_s = Worker.beat_period_s      # the real worker's rule, on this config
 
     def beat(self, **info):
         pass

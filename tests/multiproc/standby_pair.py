@@ -2,12 +2,21 @@
 
 Each device of a pair announces its own manufacturer name in 0x35E ("PYLONA", "PYLONB"), so
 a recording of the bus tells who sent when. The judge sees only the recording: the windows in
-which both devices sent, and the longest silence of every id of the frame set.
+which both devices sent, and the longest silence of every id of the frame set; on a polled
+profile (Pylon HV), with a ``Poller`` as the inverter, how often each reply id followed each
+request.
 """
 import collections
 import os
+import threading
+import time
 from typing import Dict, Iterable, List, NamedTuple, Tuple
 
+import can
+
+from canbus.bus import to_message
+from protocol.pylon_hv import REQUEST_ID
+from simulation.inverter import requests
 from tests.multiproc.daemon import Daemon
 
 NAME_ID = 0x35E
@@ -18,6 +27,59 @@ class Record(NamedTuple):
     t: float
     arbitration_id: int
     data: bytes
+
+
+class Recording:
+    """Every frame on the shared udp_multicast bus ``can_section``, stamped with time.monotonic()
+    on arrival."""
+
+    def __init__(self, can_section):
+        self.bus = can.Bus(interface="udp_multicast", channel=can_section["channel"], port=can_section["udp_port"])
+        self.records = []
+        self.notifier = can.Notifier(self.bus, [self._on_message], timeout=0.2)
+
+    def _on_message(self, msg):
+        self.records.append(Record(time.monotonic(), msg.arbitration_id, bytes(msg.data)))
+
+    def close(self):
+        self.notifier.stop()
+        self.bus.shutdown()
+
+
+class Poller:
+    """A polling HV inverter on the shared bus: the simulated inverter's requests (0x4200, the
+    equipment data now and then), one every ``interval_s``, from a thread of the test."""
+
+    def __init__(self, can_section, interval_s: float = 1.0):
+        self.bus = can.Bus(interface="udp_multicast", channel=can_section["channel"], port=can_section["udp_port"])
+        self.interval_s = interval_s
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="poller", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        tick = 0
+        while not self.stopping.wait(0 if tick == 0 else self.interval_s):
+            tick += 1
+            for frame in requests("polled", tick):
+                self.bus.send(to_message(frame))
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join()
+        self.bus.shutdown()
+
+
+def answers_per_request(records: Iterable[Record], reply_ids) -> List[Tuple[float, Dict[int, int]]]:
+    """(time, {reply id: how often it was heard}) of every request of the inverter, counting the
+    replies up to the next request."""
+    result: List[Tuple[float, Dict[int, int]]] = []
+    for record in sorted(records, key=lambda r: r.t):
+        if record.arbitration_id == REQUEST_ID:
+            result.append((record.t, collections.Counter()))
+        elif result and record.arbitration_id in reply_ids:
+            result[-1][1][record.arbitration_id] += 1
+    return result
 
 
 def name_of(node: int) -> str:

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+import config
+from tests.multiproc.standby_pair import Poller
 from tests.unit.test_protocol_hv_config import HV_PACK
 
 ENSEMBLE = [0x4210 + 0x10 * i for i in range(9)]
@@ -112,3 +114,35 @@ def test_the_failsafe_answers_polls_while_bms_tx_is_down_never_looser_never_twic
     for field in ("charge_voltage_v", "charge_current_a", "discharge_current_a"):
         bound = max(f[field] for f in last)
         assert all(f[field] <= bound for f in covered), field
+    by_failsafe = d.status()["polls"]["by"]["failsafe"]
+    assert by_failsafe["answered"] >= 2 and by_failsafe["max_latency_s"] > 0, by_failsafe
+
+
+def test_missing_polls_are_a_link_down_and_the_status_counts_the_polls(daemon):
+    """The inverter is a poller of the test: it polls, stops (the link goes down after
+    keepalive_timeout_s, as a missing 0x305 does for LV), and polls again."""
+    d = hv_daemon(daemon, inverter={"keepalive_timeout_s": 2.0}, simulation={"inverter": False})
+    d.wait_sending()
+    cfg = config.load(d.config_path)
+    can_section = {"channel": cfg.can.channel, "udp_port": cfg.can.udp_port}
+    poller = Poller(can_section)
+    try:
+        status = d.wait_for(lambda s: s["inverter"]["link"] == "up" and s["polls"]["answered"] >= 3, 20,
+                            "the link up and polls answered")
+    finally:
+        poller.close()
+    polls = status["polls"]
+    assert polls["requests"].get("ensemble", 0) + polls["requests"].get("equipment", 0) >= 3
+    assert polls["held_back"] == 0 and polls["stale"] == 0 and polls["send_failures"] == 0
+    assert polls["last_request_age_s"] < 2.0 and 0 < polls["last_latency_s"] <= polls["max_latency_s"]
+    assert polls["by"]["bms_tx"]["answered"] == polls["answered"]
+    stopped = time.monotonic()
+    status = d.wait_for(lambda s: s["inverter"]["link"] == "down", 10, "the link down without polls")
+    assert time.monotonic() - stopped >= 1.5
+    assert status["polls"]["last_request_age_s"] >= 1.5
+    assert "inverter link down" in d.command("check").stdout
+    poller = Poller(can_section)
+    try:
+        d.wait_for(lambda s: s["inverter"]["link"] == "up", 10, "the link up again with the polls")
+    finally:
+        poller.close()

@@ -411,3 +411,90 @@ def test_a_can_adapter_missing_at_boot_does_not_stop_the_supervisor(daemon):
     assert "recording to %s: cannot open socketcan pvmissing0" % d.record_path in d.log()
     assert "hot standby: cannot open socketcan pvmissing0" in d.log()
     assert d.stop() == 0
+
+
+class _BeatingProcess(_UnkillableProcess):
+    """A running worker, for the loop's arithmetic: alive, never asked to end."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.sentinel = None
+
+
+class _Slots:
+    def __init__(self, slots):
+        self.slots = slots
+
+    def read(self, name):
+        return self.slots.get(name)
+
+
+def _steady_supervisor(beats_age_s, failsafe_engaged=False):
+    """A Supervisor with every worker running and beating ``beats_age_s`` ago (name -> age)."""
+    supervisor = Supervisor.__new__(Supervisor)
+    supervisor.cfg = config.load()
+    supervisor.standby = None
+    supervisor.failsafe = type("Failsafe", (), {"engaged": failsafe_engaged})()
+    supervisor.workers, slots = {}, {}
+    now = time.monotonic()
+    for number, (name, age) in enumerate(beats_age_s.items()):
+        handle = WorkerHandle(name)
+        handle.process, handle.state, handle.started_at = _BeatingProcess(1000 + number), "running", now - 60
+        supervisor.workers[name] = handle
+        if age is not None:
+            slots["heartbeat." + name] = {"pid": handle.process.pid, "t": now - age}
+    supervisor.state = _Slots(slots)
+    return supervisor, now
+
+
+def test_at_steady_state_the_loop_sleeps_until_the_status_is_due_not_every_heartbeat():
+    # Issue 19: the supervisor woke every heartbeat interval (4/s) with nothing to do.
+    supervisor, now = _steady_supervisor({"can_rx": 0.0, "bms_tx": 0.0, "dbus_publisher": 0.0})
+    wd = supervisor.cfg.watchdog
+    sleep = supervisor._sleep_time(now + 1.0)
+    assert wd.heartbeat_interval_s < sleep <= 1.0 + 0.05, sleep
+
+
+def test_the_loop_wakes_when_a_heartbeat_falls_due_so_a_hang_is_found_in_time():
+    supervisor, now = _steady_supervisor({"can_rx": 0.0, "bms_tx": 1.9})
+    timeout = supervisor.cfg.watchdog.heartbeat_timeout_s
+    sleep = supervisor._sleep_time(now + 5.0)
+    assert sleep <= timeout - 1.9 + 0.05, sleep
+
+
+@pytest.mark.parametrize("case", ["failsafe engaged", "worker not beating yet"])
+def test_while_anything_is_in_transition_the_loop_wakes_every_heartbeat_interval(case):
+    supervisor, now = _steady_supervisor({"can_rx": 0.0, "bms_tx": None if case == "worker not beating yet" else 0.0},
+                                         failsafe_engaged=case == "failsafe engaged")
+    assert supervisor._sleep_time(now + 5.0) <= supervisor.cfg.watchdog.heartbeat_interval_s + 0.05
+
+
+def test_workers_with_nothing_else_due_beat_four_times_per_timeout_not_every_interval():
+    # Issue 19: can_rx, dbus_publisher and web woke every heartbeat_interval_s only to beat.
+    from workers.runtime import Worker
+    shipped = config.load()
+    worker = Worker("can_rx", shipped, None)
+    assert worker.beat_period_s == shipped.watchdog.heartbeat_timeout_s / 4 > shipped.watchdog.heartbeat_interval_s
+    fast = shipped.replace(watchdog={"heartbeat_interval_s": 0.1, "heartbeat_timeout_s": 0.3})
+    assert Worker("can_rx", fast, None).beat_period_s == 0.1      # never slower than the configured interval
+
+
+def test_bms_tx_wakes_every_heartbeat_interval_only_where_its_role_can_change(tmp_path):
+    # Without hot standby the role is active for good: its idle loop need not wake 4 times a second.
+    from tests.fakes.worker import FakeWorker
+    from workers.bms_tx import BmsTransmitter
+    worker = FakeWorker(tmp_path / "charge-state.json")
+    wd = worker.cfg.watchdog
+    assert BmsTransmitter(worker).beat_period_s == worker.beat_period_s > wd.heartbeat_interval_s
+    worker.cfg = worker.cfg.replace(standby={"enabled": True})
+    assert BmsTransmitter(worker).beat_period_s == wd.heartbeat_interval_s
+
+
+def test_the_supervisor_imports_the_workers_code_before_it_forks_but_never_d_bus_or_glib():
+    # Issue 19: an import inside a forked worker copies pages of the parent's import machinery
+    # (about 2.4 MiB for can_rx); D-Bus and GLib must still be loaded after the fork only.
+    probe = ("import sys, supervisor; from workers.runtime import preload, WORKERS; preload(WORKERS); "
+             "print(sorted(m for m in ('workers.can_rx', 'workers.bms_tx', 'dbus', 'gi') if m in sys.modules))")
+    found = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, stdout=subprocess.PIPE, universal_newlines=True,
+                           check=True).stdout.strip()
+    assert found == "['workers.bms_tx', 'workers.can_rx']"

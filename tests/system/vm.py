@@ -12,8 +12,8 @@ Two tiers (``--tier``):
 * ``sja1000``: four emulated Kvaser PCICAN cards (SJA1000 controllers, driven by Debian's
   kvaser_pci/sja1000 drivers) on one emulated bus, can0 to can3, each brought up by the
   installer's own link set-up (service/can_link.py: bit rate, restart-ms, txqueuelen).
-  can0 is the device, can1 the inverter, can2 the judge (can1 and can3: a hot-standby pair's
-  second device and its judge).
+  can0 is the device, can1 the inverter, can2 the judge; a hot-standby pair has its devices
+  on can0 and can1, its inverter on can2 and its judge on can3.
 
 Host:  python tests/system/vm.py [--tier T] [--results DIR] [--timeout S] [-- PYTEST_ARGS...]
        (or tests/system/run_in_vm.sh, which picks the venv's python)
@@ -39,7 +39,8 @@ KEPT_RUNS = 5  # older run-* folders in RESULTS_ROOT are removed
 CONTROLLER_TESTS = "tests/system/test_controllers.py"     # needs real controllers: sja1000 tier only
 DEFAULT_PYTEST_ARGS = {
     "vcan": ["tests/system", "-v", "--ignore=" + CONTROLLER_TESTS],
-    "sja1000": ["tests/system/test_daemon.py", "tests/system/test_standby.py", CONTROLLER_TESTS, "-v"],
+    "sja1000": ["tests/system/test_daemon.py", "tests/system/test_standby.py", "tests/system/test_hv.py",
+                CONTROLLER_TESTS, "-v"],
 }
 
 # conftest.py reads these: they prove the tests run inside the VM and name what it set up.

@@ -47,6 +47,12 @@ class FakeBus(SocketcanBus):
     def send(self, msg, timeout=None):
         self.log.append(("send", self.clock(), msg.arbitration_id))
 
+    def set_filters(self, filters=None):
+        self.log.append(("filters", self.clock(), [f["can_id"] for f in filters or []]))
+
+    def recv(self, timeout=None):     # the tasks' frames are not modelled here (see test_cyclic_lease.py)
+        return None
+
     def send_periodic(self, msg, period, duration=None):
         task = FakeTask(self, msg.arbitration_id, period)
         self.log.append(("task", self.clock(), task))

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import config
+from protocol import profiles
 
 
 def problems(**inverter):
@@ -77,3 +78,12 @@ def test_a_dvl_above_the_sunny_island_range_exits_2_naming_the_key(tmp_path):
     assert result.stderr.splitlines() == [
         "config: limits.discharge_voltage_v = 50 is not allowed for inverter.profile = 'sma_si': expected 41 to 48, "
         "the discharge_voltage_v its frames can carry"]
+
+
+@pytest.mark.parametrize("name", [name for name in profiles.names() if profiles.get(name).transport == "broadcast"])
+def test_a_bit_rate_the_inverter_does_not_speak_is_refused_naming_the_key(name):
+    """Pylon LV inverters speak 500 kbit/s only (PYLON_CAN.md §1); the profile says which rates it allows."""
+    with pytest.raises(config.ConfigError) as raised:
+        config.load().replace(inverter={"profile": name}, can={"bitrate": 250000})
+    assert raised.value.problems == [
+        "can.bitrate = 250000 is not allowed for inverter.profile = %r: expected 500000" % name]

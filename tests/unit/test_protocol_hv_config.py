@@ -42,7 +42,6 @@ def test_an_hv_pack_loads_on_each_hv_profile(name):
 @pytest.mark.parametrize("changes, key", [
     ({"battery": {"modules": 5}}, "battery.modules = 5"),
     ({"can": {"bitrate": 125000}}, "can.bitrate = 125000"),
-    ({"standby": {"enabled": True}}, "standby.enabled"),
 ])
 def test_a_bad_hv_combination_is_refused_naming_the_key(changes, key):
     with pytest.raises(ConfigError) as error:

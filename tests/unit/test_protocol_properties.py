@@ -57,6 +57,9 @@ SMA = [  # [SMA-TI] §5.3 ranges; 0xFFFF / 0x8000 are "invalid"
     (0x356, "temperature_c", "temperature_c", 0.1) + S16_01_SMA,
     (0x35F, "capacity_ah", "capacity_ah", 1, 0, 65534)]
 TABLES = {"pylon": PYLON, "deye": PYLON, "solark": SOLARK, "luxpower": LUXPOWER, "victron": VICTRON, "sma_si": SMA}
+# Every broadcast profile is checked here (the polled ones in test_protocol_hv.py): a new one
+# without its table fails test_every_broadcast_profile_has_a_field_table by name.
+BROADCAST = [name for name in profiles.names() if profiles.get(name).transport == "broadcast"]
 
 INTEGER_ATTRIBUTES = {"modules", "cycle_count"}
 
@@ -107,22 +110,21 @@ def check_numbers(name, battery):
             (hex(frame_id), key, getattr(battery, attribute), fields[frame_id][key])
 
 
-# each profile (deye shares pylon's fields) gets its own examples
-@pytest.mark.parametrize("names, fields", [(("pylon", "deye"), PYLON), (("solark",), SOLARK),
-                                           (("luxpower",), LUXPOWER), (("victron",), VICTRON),
-                                           (("sma_si",), SMA)])
+def test_every_broadcast_profile_has_a_field_table():
+    assert sorted(TABLES) == BROADCAST
+
+
+@pytest.mark.parametrize("name", BROADCAST)
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_numbers_round_trip_and_clamp(names, fields, data):
-    battery = data.draw(report_for(fields))
-    for name in names:
-        check_numbers(name, battery)
+def test_numbers_round_trip_and_clamp(name, data):
+    check_numbers(name, data.draw(report_for(TABLES[name])))
 
 
 LIMIT_VALUES = st.one_of(st.floats(-100, 100), st.floats(allow_nan=False, allow_infinity=False))
 
 
-@pytest.mark.parametrize("name", sorted(TABLES))
+@pytest.mark.parametrize("name", BROADCAST)
 @settings(max_examples=100, deadline=None)
 @given(cvl=LIMIT_VALUES, ccl=LIMIT_VALUES, dcl=LIMIT_VALUES, dvl=LIMIT_VALUES)
 def test_no_limit_on_the_wire_is_looser_than_the_report(name, cvl, ccl, dcl, dvl):
@@ -161,8 +163,8 @@ MANDATORY = ("charge_voltage_v", "charge_current_a", "discharge_current_a", "dis
 
 
 @pytest.mark.parametrize("missing", [None, float("nan"), float("inf"), float("-inf")])
-@pytest.mark.parametrize("name, attribute", [(name, attribute) for name in sorted(TABLES) for attribute in MANDATORY
-                                             if (name, attribute) != ("sma_si", "modules")])  # SMA has no module count
+@pytest.mark.parametrize("name, attribute", [(name, attribute) for name in BROADCAST for attribute in MANDATORY
+                                             if any(entry[2] == attribute for entry in TABLES[name])])
 def test_missing_mandatory_value_is_a_clear_error(name, attribute, missing):
     battery = BatteryReport(50.0, 10.0, 10.0, 45.0, 50.0, 100.0, 50.0, 0.0, 20.0, True, True)
     with pytest.raises(ValueError, match="%s.*not a finite number" % attribute):
@@ -196,7 +198,7 @@ def test_missing_optional_value_gets_the_profiles_not_available_code(name, attri
 OPTIONAL = st.one_of(st.none(), st.just(float("nan")), st.just(float("inf")), st.floats(-100, 100))
 
 
-@pytest.mark.parametrize("name", sorted(TABLES))
+@pytest.mark.parametrize("name", BROADCAST)
 @settings(max_examples=40, deadline=None)
 @given(capacity=OPTIONAL, cell_min=OPTIONAL, cell_max=OPTIONAL, t_min=OPTIONAL, t_max=OPTIONAL,
        temperature=OPTIONAL, cycles=st.one_of(st.none(), st.integers(0, 10 ** 6)))
@@ -210,6 +212,7 @@ def test_nan_and_none_never_reach_a_frame(name, capacity, cell_min, cell_max, t_
     except ValueError as error:
         # only a profile without a "not available" temperature may refuse, and it says which
         assert "temperature" in str(error) and (temperature is None or not math.isfinite(temperature))
+        assert profile.temperature_not_available is None
         return
     for frame in frames:
         for value in profile.decode(frame).fields.values():
@@ -234,18 +237,22 @@ FLAGS = dict(protection=st.frozensets(st.sampled_from(PROTECTIONS)), alarm=st.fr
              .map(str.rstrip).filter(bool))
 
 
+PYLON_FLAG_FRAMES = [name for name in BROADCAST if {0x359, 0x35C, 0x35E} <= set(profiles.get(name).frame_ids)]
+
+
+@pytest.mark.parametrize("name", PYLON_FLAG_FRAMES)
 @settings(max_examples=100, deadline=None)
 @given(**FLAGS)
-def test_flags_requests_and_name_round_trip(protection, alarm, manufacturer, **requests):
+def test_flags_requests_and_name_round_trip(name, protection, alarm, manufacturer, **requests):
     battery = BatteryReport(50.0, 10.0, 10.0, 45.0, 50.0, 100.0, 50.0, 0.0, 20.0, protection=protection, alarm=alarm,
                             **requests)
-    for name in ("pylon", "solark", "luxpower", "victron"):
-        profile = profiles.get(name)
-        fields = {f.arbitration_id: profile.decode(f).fields for f in profile.encode(battery, manufacturer)}
-        assert fields[0x359]["protection"] == [flag for flag in PROTECTIONS if flag in protection]
-        assert fields[0x359]["alarm"] == [flag for flag in ALARMS if flag in alarm]
-        assert {key: fields[0x35C][key] for key in requests} == requests
-        assert fields[0x35E]["manufacturer"] == manufacturer
+    profile = profiles.get(name)
+    manufacturer = (profile.manufacturer_prefix + manufacturer)[:8].rstrip()    # Deye: "PYLON..." only
+    fields = {f.arbitration_id: profile.decode(f).fields for f in profile.encode(battery, manufacturer)}
+    assert fields[0x359]["protection"] == [flag for flag in PROTECTIONS if flag in protection]
+    assert fields[0x359]["alarm"] == [flag for flag in ALARMS if flag in alarm]
+    assert {key: fields[0x35C][key] for key in requests} == requests
+    assert fields[0x35E]["manufacturer"] == manufacturer
 
 
 def ordered(items):

@@ -4,6 +4,7 @@ Expected bytes come from outside the code: the captures of PYLON_CAN.md §2.7/§
 SMAVenusDriver frames quoted in PRIOR_ART.md, and frames packed with ``struct`` from the
 byte tables of the Pylon, SMA, Sol-Ark and Luxpower documents (specs/*.txt).
 """
+import re
 import struct
 
 import can
@@ -346,11 +347,14 @@ def test_profile_names_equal_config_profiles():
 
 
 def test_unknown_profile_names_the_allowed_ones():
-    with pytest.raises(ValueError, match="allowed are deye, deye_hv, hoymiles_hv, luxpower, pylon, pylon_hv, sma_si, sofar_hv, solark, solxpow_hv, victron"):
+    assert {"deye", "deye_hv", "hoymiles_hv", "luxpower", "pylon", "pylon_hv", "sma_si", "sofar_hv", "solark",
+            "solxpow_hv", "victron"} <= set(profiles.names())
+    with pytest.raises(ValueError, match="unknown inverter profile 'growatt': allowed are %s$"
+                                         % re.escape(", ".join(profiles.names()))):
         profiles.get("growatt")
 
 
-@pytest.mark.parametrize("name", sorted(config.PROFILES))
+@pytest.mark.parametrize("name", profiles.names())
 def test_frame_set_is_fixed(name):
     profile = profiles.get(name)
     quiet = profile.encode(report(temperature_c=20.0))
@@ -362,17 +366,29 @@ def test_frame_set_is_fixed(name):
     assert profile.cycle_s >= 1.0 and profile.default_manufacturer
 
 
-# Inverter frames each profile must receive (PYLON_CAN.md §4): (id, extended)
+def pylon_hv_requests(address):
+    """PYLON_HV.md §3.1, §7: the poll (never addressed) and the control commands, with and without address."""
+    return [(0x4200, True)] + [(base + offset, True) for base in (0x8200, 0x8210, 0x8240)
+                               for offset in sorted({0, address})]
+
+
+# Inverter frames each profile must receive (PYLON_CAN.md §4, PYLON_HV.md): (id, extended)
 INVERTER_IDS = {
     "pylon": [(0x305, False), (0x305, True)], "deye": [(0x305, False), (0x305, True)],
     "solark": [(0x305, False), (0x305, True)],
     "luxpower": [(0x305, False), (0x305, True), (0x300, False)],
     "victron": [(0x305, False), (0x306, False), (0x307, False)],
     "sma_si": [(frame_id, False) for frame_id in range(0x300, 0x310)],
+    "pylon_hv": pylon_hv_requests(0), "deye_hv": pylon_hv_requests(0), "hoymiles_hv": pylon_hv_requests(0),
+    "solxpow_hv": pylon_hv_requests(0), "sofar_hv": pylon_hv_requests(1),
 }
 
 
-@pytest.mark.parametrize("name", sorted(INVERTER_IDS))
+def test_every_profile_says_which_inverter_frames_it_receives():
+    assert sorted(INVERTER_IDS) == list(profiles.names())
+
+
+@pytest.mark.parametrize("name", profiles.names())
 def test_rx_filters_pass_the_inverter_frames_and_not_our_own(name):
     profile = profiles.get(name)
     # python-can's own filter matching is the oracle for the filter format
@@ -382,15 +398,15 @@ def test_rx_filters_pass_the_inverter_frames_and_not_our_own(name):
 
         for frame_id, extended in INVERTER_IDS[name]:
             assert passes(frame_id, extended), hex(frame_id)
-        for frame_id in profile.frame_ids:
-            assert not passes(frame_id, False), hex(frame_id)
+        for frame in profile.encode(report()):
+            assert not passes(frame.arbitration_id, frame.is_extended_id), hex(frame.arbitration_id)
         if name in ("victron", "sma_si"):
             assert not passes(0x305, True)
     profile.rx_filters.clear()  # a copy: the profile keeps its filters
     assert profile.rx_filters
 
 
-@pytest.mark.parametrize("name", sorted(INVERTER_IDS))
+@pytest.mark.parametrize("name", profiles.names())
 def test_inverter_frames_decode_to_inverter_fields(name):
     profile = profiles.get(name)
     for frame_id, extended in INVERTER_IDS[name]:

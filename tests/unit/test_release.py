@@ -86,8 +86,8 @@ def releases(tmp_path_factory, vendor):
     # A setting only the second version knows: a config using it is refused by the first.
     replace_once(repo / "config.py", '"interval_s": number(0.1, 60),',
                  '"interval_s": number(0.1, 60),\n        "history_s": number(0, 3600),')
-    replace_once(repo / "config.toml", "\ninterval_s = 1.0\n",
-                 "\ninterval_s = 1.0\n# Seconds of history.\nhistory_s = 0.0\n")
+    replace_once(repo / "config.toml", "\ninterval_s = 2.0\n",
+                 "\ninterval_s = 2.0\n# Seconds of history.\nhistory_s = 0.0\n")
     made.second_commit = commit(repo, "second", SECOND_COMMIT_T)
     made.second, _ = build(repo, vendor, base / "dist")
     made.dist = base / "dist"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import config
+from protocol import profiles
 from venus import dvcc, energy, settings as venus_settings, vebus
 from venus.busitem import INVALID, coerce, default_text, unwrap, wrap
 from workers.dbus_publisher import setting_overrides
@@ -235,8 +236,9 @@ def test_sunny_island_ac_without_telemetry_is_invalid_not_zero():
 
 
 def test_mode_is_adjustable_only_where_zero_limits_are_obeyed():
-    assert not vebus.mode_adjustable("deye")
-    assert all(vebus.mode_adjustable(profile) for profile in config.PROFILES if profile != "deye")
+    """Deye LV ignores CCL/DCL = 0 (PYLON_CAN.md §6); every other profile, HV ones by their forbid marks, obeys."""
+    fixed = [name for name in profiles.names() if not vebus.mode_adjustable(profiles.get(name))]
+    assert fixed == ["deye"]
 
 
 # ---- runtime settings ---------------------------------------------------------------------
