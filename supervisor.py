@@ -259,6 +259,12 @@ class Supervisor:
     def run(self) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):     # SIGHUP: a closed SSH session
             signal.signal(sig, self._on_signal)
+        # The loop sleeps until something falls due, which may be seconds away: a signal's byte on
+        # this pipe ends the sleep (a handler alone would not, the wait is resumed after it).
+        woken, wake = os.pipe()
+        for end in (woken, wake):
+            os.set_blocking(end, False)
+        signal.set_wakeup_fd(wake)
         log.info("pylon-venus %s: profile %s on %s %s, battery from %s%s", VERSION, self.cfg.inverter.profile,
                  self.cfg.can.interface, self.cfg.can.channel, self.cfg.battery.source,
                  ", simulated inverter" if self.cfg.simulation.inverter else "")
@@ -266,7 +272,8 @@ class Supervisor:
         try:
             while not self.stopping:
                 sentinels = [h.process.sentinel for h in self.workers.values() if h.alive]
-                multiprocessing.connection.wait(sentinels, timeout=self._sleep_time(next_status))
+                if multiprocessing.connection.wait(sentinels + [woken], timeout=self._sleep_time(next_status)):
+                    _drain(woken)
                 self.watch()
                 now = time.monotonic()
                 if self.recorder is not None:
@@ -275,6 +282,9 @@ class Supervisor:
                     next_status = now + self.cfg.status.interval_s
                     self.write_status()
         finally:
+            signal.set_wakeup_fd(-1)
+            os.close(woken)
+            os.close(wake)
             self.shutdown()
         return 0
 
@@ -366,6 +376,15 @@ class Supervisor:
                                             % len(status["frames"]) if status["frames"] else "healthy, standby"))
         if serving or not self.ready_sent:
             self.notifier.notify("WATCHDOG=1")
+
+
+def _drain(fd: int) -> None:
+    """Empty the signal wakeup pipe (its bytes only say that a signal came)."""
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def segment_name(cfg) -> str:

@@ -36,10 +36,8 @@ import can
 import config
 from bench import proc
 from bench.baseline_imports import holding_interpreter
-from ipc.private_dbus import PrivateDbus
-from tests.fakes.peer import Peer
 from tests.multiproc.daemon import Daemon
-from tests.multiproc.victron import VictronServices, absent
+from tests.multiproc.victron import absent, private_venus
 
 FILE = "footprint.json"
 SECTION = "footprint"
@@ -155,31 +153,12 @@ def _syscall_counts(summary: str, seconds: float) -> List:
 def venus_bus(folder: str) -> Iterator[Dict]:
     """The private bus with Victron's services (when present) and the monitor; yields the pids
     by name and, under "not_measured", why Victron's are missing."""
-    bus = PrivateDbus()
-    saved = {name: os.environ.get(name) for name in ("DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS")}
-    bus.export()
-    peer = Peer(bus.address)
-    services = None
-    try:
-        pids = {"dbus-daemon": bus.process.pid, "monitor (SmartShunt-like)": peer.process.pid}
-        why_absent = absent()
-        if not why_absent:
-            services = VictronServices(bus.address, peer, os.path.join(folder, "victron"))
-            services.start_localsettings()
-            services.start_systemcalc()
-            pids.update(localsettings=services.localsettings.pid, systemcalc=services.systemcalc.pid)
-        peer.shunt(name=SHUNT, instance=512, values=dict(MONITOR))
+    why_absent = absent()
+    with private_venus(os.path.join(folder, "victron"), SHUNT, MONITOR, with_victron=not why_absent) as venus:
+        pids = {"dbus-daemon": venus.bus.process.pid, "monitor (SmartShunt-like)": venus.peer.process.pid}
+        if venus.services is not None:
+            pids.update(localsettings=venus.services.localsettings.pid, systemcalc=venus.services.systemcalc.pid)
         yield {"pids": pids, "not_measured": why_absent}
-    finally:
-        if services is not None:
-            services.stop()
-        peer.stop()
-        bus.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

@@ -127,6 +127,28 @@ def gaps(records):
     return [b - a for a, b in zip(times, times[1:])]
 
 
+def signal_quietly(pid, sig):
+    """``os.kill``, except that a process that has ended meanwhile is no error (a transient child
+    of a tree, a worker the supervisor already killed as hung)."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def freeze_tree(pid):
+    """SIGSTOP ``pid`` and every descendant, parent first; the pids frozen, for ``thaw``."""
+    tree = [pid] + sorted(children_of(pid))
+    for member in tree:
+        signal_quietly(member, signal.SIGSTOP)
+    return tree
+
+
+def thaw(tree):
+    for member in tree:
+        signal_quietly(member, signal.SIGCONT)
+
+
 def children_of(pid):
     """Every live descendant of ``pid``, from /proc."""
     parents = {}

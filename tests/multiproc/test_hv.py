@@ -12,7 +12,7 @@ import pytest
 
 import config
 from tests.multiproc.standby_pair import Poller
-from tests.unit.test_protocol_hv_config import HV_PACK
+from tests.unit.test_protocol_hv_config import hv_sections
 
 ENSEMBLE = [0x4210 + 0x10 * i for i in range(9)]
 EQUIPMENT = [0x7310, 0x7320, 0x7330, 0x7340]
@@ -20,11 +20,7 @@ LATENCY_S = 0.1
 
 
 def hv_daemon(daemon, profile="pylon_hv", **extra):
-    sections = {name: dict(keys) for name, keys in HV_PACK.items()}
-    sections["inverter"] = {"profile": profile}
-    for name, keys in extra.items():
-        sections.setdefault(name, {}).update(keys)
-    return daemon(**sections)
+    return daemon(**hv_sections(profile, **extra))
 
 
 def exchanges(d, until=None):

@@ -7,7 +7,6 @@ process that owns them, so a dead or frozen bms_tx really falls silent and the h
 the failsafe (and back) is what keeps the cadence.
 """
 import math
-import os
 import random
 import signal
 import time
@@ -19,7 +18,7 @@ import config
 from ipc.shared_state import SharedState, segment_path
 from protocol import profiles
 from supervisor import segment_name
-from tests.multiproc.daemon import children_of, gaps
+from tests.multiproc.daemon import children_of, gaps, signal_quietly
 
 # Found within a period: a frozen bms_tx is silent on this bus until it is killed.
 FAST_WATCHDOG = {"heartbeat_interval_s": 0.1, "heartbeat_timeout_s": 0.3, "restart_backoff_initial_s": 0.05,
@@ -83,13 +82,6 @@ def wait_until(predicate, timeout, d):
         if time.monotonic() > deadline:
             raise AssertionError("timed out:\n%s" % d.log()[-4000:])
         time.sleep(0.001)
-
-
-def signal_quietly(pid, sig):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass        # the supervisor already killed it as hung
 
 
 class DueTimes:

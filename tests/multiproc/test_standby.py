@@ -15,7 +15,7 @@ import pytest
 
 from failsafe.standby import decode_beat
 from protocol import profiles
-from tests.multiproc.daemon import children_of
+from tests.multiproc.daemon import freeze_tree, thaw
 from tests.multiproc.standby_pair import (PYLON_IDS, Poller, Recording, answers_per_request, double_windows,
                                           longest_silences, name_of, standby_daemon, who_sends)
 from tests.unit.test_protocol_hv_config import HV_PACK
@@ -105,14 +105,11 @@ def test_a_hung_active_that_resumes_never_sends_together_with_the_new_one_for_a_
     b = pair.start(2)
     role(b, "standby")
     time.sleep(2)
-    tree = [a.process.pid] + sorted(children_of(a.process.pid))
-    for pid in tree:
-        os.kill(pid, signal.SIGSTOP)
+    tree = freeze_tree(a.process.pid)
     hung_at = time.monotonic()
     role(b, "active", 15)
     time.sleep(1)
-    for pid in tree:
-        os.kill(pid, signal.SIGCONT)
+    thaw(tree)
     resumed_at = time.monotonic()
     status = a.wait_for(lambda s: s["role"] == "standby", 15, "the resumed device yields")
     assert "node 2 is active too and wins" in status["standby"]["reason"], status["standby"]
@@ -252,13 +249,19 @@ def test_hv_cold_start_one_device_answers_every_poll(pair):
     assert len(recent) >= 3 and all(counts for counts in recent), recent
 
 
-def test_hv_kill_9_of_the_active_lets_the_standby_answer_the_polls(pair):
+def settled_hv_pair(pair):
+    """A polling inverter, node 1 answering it and node 2 standing by, settled for two polls."""
     pair.poll()
     a = start_hv(pair, 1)
     role(a, "active")
     b = start_hv(pair, 2)
     role(b, "standby")
     time.sleep(2)
+    return a, b
+
+
+def test_hv_kill_9_of_the_active_lets_the_standby_answer_the_polls(pair):
+    a, b = settled_hv_pair(pair)
     killed_at = time.monotonic()
     a.stop(signal.SIGKILL)
     status = role(b, "active", 15)
@@ -274,20 +277,12 @@ def test_hv_kill_9_of_the_active_lets_the_standby_answer_the_polls(pair):
 
 
 def test_hv_a_stopped_active_that_resumes_never_answers_a_request_twice(pair):
-    pair.poll()
-    a = start_hv(pair, 1)
-    role(a, "active")
-    b = start_hv(pair, 2)
-    role(b, "standby")
-    time.sleep(2)
-    tree = [a.process.pid] + sorted(children_of(a.process.pid))
-    for pid in tree:
-        os.kill(pid, signal.SIGSTOP)
+    a, b = settled_hv_pair(pair)
+    tree = freeze_tree(a.process.pid)
     hung_at = time.monotonic()
     role(b, "active", 15)
     time.sleep(1.5)         # polls queue up in the stopped device's sockets
-    for pid in tree:
-        os.kill(pid, signal.SIGCONT)
+    thaw(tree)
     resumed_at = time.monotonic()
     status = a.wait_for(lambda s: s["pid"] == a.process.pid and s["role"] == "standby", 15, "the resumed device yields")
     assert "node 2 is active too and wins" in status["standby"]["reason"], status["standby"]

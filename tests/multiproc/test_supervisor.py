@@ -21,7 +21,7 @@ import pytest
 import config
 from ipc.shared_state import segment_path
 from supervisor import Supervisor, WorkerHandle, segment_name
-from tests.multiproc.daemon import ROOT, Daemon, children_of, gaps
+from tests.multiproc.daemon import ROOT, Daemon, children_of, gaps, wait_until
 
 PERIOD = 1.0
 
@@ -107,6 +107,18 @@ def test_sigterm_stops_everything_and_leaves_nothing_behind(daemon):
     time.sleep(0.5)
     assert not [pid for pid in descendants if os.path.exists("/proc/%d" % pid)]
     assert not os.path.exists(segment)
+
+
+def test_a_signal_wakes_the_sleeping_loop_at_once(daemon):
+    """The loop sleeps until the next thing falls due (issue 19), here tens of seconds away; a
+    stop must not wait for that: a signal ends the sleep (a wakeup fd among the sentinels)."""
+    d = daemon(watchdog={"heartbeat_timeout_s": 40.0, "startup_timeout_s": 60.0}, can={"frame_lease_s": 60.0},
+               status={"interval_s": 60.0})
+    wait_until(lambda: os.path.exists(d.record_path) and len(d.frames(0x351)) >= 3, "bms_tx's frames on the bus", 60)
+    time.sleep(3.0)                     # every worker beating: steady, nothing due for about 30 s
+    sent = time.monotonic()
+    assert d.stop(timeout=20) == 0
+    assert time.monotonic() - sent < 15.0, "the stop waited for the loop's next due time"
 
 
 def test_kill_9_of_the_parent_leaves_no_orphans_and_the_next_start_cleans_up(daemon):

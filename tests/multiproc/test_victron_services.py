@@ -7,17 +7,14 @@ simulator: it reads the monitor from this bus) with an inverter sending keep-ali
 virtual CAN bus. Judged on the D-Bus values systemcalc and our services publish and on the
 frames the daemon sends. Skipped, with the reason, where ``../shared/peers/victron`` is absent.
 """
-import os
 import time
 
 import can
 import pytest
 
 import config
-from ipc.private_dbus import PrivateDbus
-from tests.fakes.peer import Peer
 from tests.multiproc.daemon import Daemon, wait_until
-from tests.multiproc.victron import VictronServices, absent
+from tests.multiproc.victron import absent, private_venus
 
 ABSENT = absent()
 pytestmark = pytest.mark.skipif(bool(ABSENT), reason=ABSENT)
@@ -38,25 +35,8 @@ USER_LIMIT_A = 30.0
 @pytest.fixture(scope="module")
 def venus(tmp_path_factory):
     """localsettings, systemcalc and the monitor, in that order, once for the module."""
-    bus = PrivateDbus()
-    saved = {name: os.environ.get(name) for name in ("DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS")}
-    bus.export()                                        # the daemons started by the tests inherit it
-    peer = Peer(bus.address)
-    services = VictronServices(bus.address, peer, str(tmp_path_factory.mktemp("victron")))
-    try:
-        services.start_localsettings()
-        services.start_systemcalc()
-        peer.shunt(name=SHUNT, instance=512, values=dict(MONITOR))
-        yield services
-    finally:
-        services.stop()
-        peer.stop()
-        bus.stop()
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with private_venus(str(tmp_path_factory.mktemp("victron")), SHUNT, MONITOR) as venus:
+        yield venus.services
 
 
 @pytest.fixture

@@ -5,11 +5,16 @@ They are not part of the project and never copied into it: they are used from
 is there, as its README says to start them; where it is absent (a plain clone), or a module they
 import is missing, ``absent()`` gives the reason the tests are skipped with.
 """
+import contextlib
 import importlib.util
 import os
 import subprocess
 import sys
 import time
+from typing import Dict, Iterator, NamedTuple, Optional
+
+from ipc.private_dbus import PrivateDbus
+from tests.fakes.peer import Peer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PEERS_DIR = os.path.normpath(os.environ.get("PYLON_VENUS_VICTRON")
@@ -108,3 +113,40 @@ class VictronServices:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+class Venus(NamedTuple):
+    """What ``private_venus`` started: ``services`` is None when Victron's are not started."""
+
+    bus: PrivateDbus
+    peer: Peer
+    services: Optional[VictronServices]
+
+
+@contextlib.contextmanager
+def private_venus(folder: str, monitor: str, monitor_values: Dict[str, object],
+                  with_victron: bool = True) -> Iterator[Venus]:
+    """A private dbus-daemon that both bus addresses of this process (and its children) point at,
+    with localsettings and systemcalc (``with_victron``) and then the battery monitor ``monitor``
+    (a SmartShunt-like fake, instance 512); all stopped and the addresses put back afterwards."""
+    bus = PrivateDbus()
+    saved = {name: os.environ.get(name) for name in ("DBUS_SESSION_BUS_ADDRESS", "DBUS_SYSTEM_BUS_ADDRESS")}
+    bus.export()                                        # the daemons started by the caller inherit it
+    peer = Peer(bus.address)
+    services = VictronServices(bus.address, peer, folder) if with_victron else None
+    try:
+        if services is not None:
+            services.start_localsettings()
+            services.start_systemcalc()
+        peer.shunt(name=monitor, instance=512, values=dict(monitor_values))
+        yield Venus(bus, peer, services)
+    finally:
+        if services is not None:
+            services.stop()
+        peer.stop()
+        bus.stop()
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -18,7 +18,7 @@ import pytest
 from protocol import profiles
 from protocol.decode import decode_line
 from protocol.frame import Frame
-from tests.multiproc.daemon import Daemon, children_of, tree_cpu_seconds
+from tests.multiproc.daemon import Daemon, children_of, freeze_tree, thaw, tree_cpu_seconds
 from tests.reference import dbc_path
 from tests.system import can_utils
 
@@ -205,14 +205,11 @@ def test_a_frozen_tree_falls_silent_after_its_lease_and_sends_again_once_resumed
     d.wait_sending()
     recorder = candump()
     time.sleep(2.5)
-    tree = [d.process.pid] + sorted(children_of(d.process.pid))
     frozen_at = time.time()
-    for pid in tree:
-        os.kill(pid, signal.SIGSTOP)
+    tree = freeze_tree(d.process.pid)
     time.sleep(lease + 4)
     resumed_at = time.time()
-    for pid in tree:
-        os.kill(pid, signal.SIGCONT)
+    thaw(tree)
     time.sleep(8)
     captured = recorder.stop()
     for frame_id in PYLON_IDS:

@@ -21,7 +21,7 @@ import pytest
 from protocol.frame import Frame
 from tests.system import can_utils
 from tests.system.test_daemon import cpu_share, daemon, names  # noqa: F401 (daemon: a fixture)
-from tests.unit.test_protocol_hv_config import HV_PACK
+from tests.unit.test_protocol_hv_config import hv_sections
 
 REQUEST_ID = 0x4200
 ENSEMBLE = tuple(0x4210 + 0x10 * i for i in range(9))
@@ -40,11 +40,7 @@ def poll(byte0):
 
 def hv_daemon(daemon, profile="pylon_hv", **extra):  # noqa: F811
     """Without --record: its recorder would read every frame of a flood; candump is the judge."""
-    sections = {name: dict(keys) for name, keys in HV_PACK.items()}
-    sections["inverter"] = {"profile": profile}
-    for name, keys in extra.items():
-        sections.setdefault(name, {}).update(keys)
-    d = daemon(False, **sections)
+    d = daemon(False, **hv_sections(profile, **extra))
     d.wait_sending(120)
     return d
 

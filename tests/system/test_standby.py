@@ -18,7 +18,7 @@ import pytest
 
 import config
 from health.check import problems
-from tests.multiproc.daemon import children_of
+from tests.multiproc.daemon import children_of, freeze_tree, signal_quietly, thaw
 from tests.multiproc.standby_pair import (NAME_ID, PYLON_IDS, Record, double_windows, longest_silences, name_of,
                                           sender, standby_daemon, who_sends)
 from tests.system import can_utils
@@ -50,7 +50,7 @@ class Pair:
         """SIGKILL to every process of the device at once, as when its Raspberry Pi dies."""
         device = self.devices[node]
         for pid in [device.process.pid] + sorted(children_of(device.process.pid)):
-            os.kill(pid, signal.SIGKILL)
+            signal_quietly(pid, signal.SIGKILL)
         device.stop()
 
     def statuses(self):
@@ -153,12 +153,9 @@ def test_a_hung_active_keeps_its_kernel_frames_so_the_standby_waits_and_after_re
     recorder = judge_dump()
     time.sleep(1.5)
     device = pair.devices[active]
-    tree = [device.process.pid] + sorted(children_of(device.process.pid))
-    for pid in tree:
-        os.kill(pid, signal.SIGSTOP)
+    tree = freeze_tree(device.process.pid)
     time.sleep(3 * TAKEOVER)     # its broadcast manager keeps sending: the bus never goes quiet
-    for pid in tree:
-        os.kill(pid, signal.SIGCONT)
+    thaw(tree)
     time.sleep(4)
     records = records_of(recorder.stop())
     windows, silences = judge(records, budget=TAKEOVER)     # never quiet long enough for a takeover
@@ -179,14 +176,11 @@ def test_a_frozen_active_falls_silent_after_its_lease_then_the_standby_takes_ove
     recorder = judge_dump()
     time.sleep(1.5)
     device = pair.devices[active]
-    tree = [device.process.pid] + sorted(children_of(device.process.pid))
     frozen_at = time.time()
-    for pid in tree:
-        os.kill(pid, signal.SIGSTOP)
+    tree = freeze_tree(device.process.pid)
     time.sleep(lease + TAKEOVER + 3)
     resumed_at = time.time()
-    for pid in tree:
-        os.kill(pid, signal.SIGCONT)
+    thaw(tree)
     time.sleep(4)
     records = records_of(recorder.stop())
     judge(records)      # the standby's first frame within the takeover time plus a period

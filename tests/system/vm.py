@@ -109,8 +109,9 @@ def _parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                              "emulated bus (default: vcan)")
     parser.add_argument("--results", help="folder for junit.xml, pytest.log, exit_code and "
                                            "artifacts/ (default: a new %s/run-*)" % RESULTS_ROOT)
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds for boot plus the whole suite before the VM is killed")
+    parser.add_argument("--timeout", type=float, default=1500.0,
+                        help="seconds for boot plus the whole suite before the VM is killed (a guard against "
+                             "a hang: a tier takes 10 to 13 minutes on a 2-core machine without KVM)")
     parser.add_argument("--kernel", help="kernel image to boot (default: newest /boot/vmlinuz-* "
                                          "whose modules include vcan)")
     parser.add_argument("--memory", default="1G", help="guest memory, qemu syntax")

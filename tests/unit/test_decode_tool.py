@@ -139,3 +139,27 @@ def test_29_bit_ids_above_the_29_bits_are_refused(frame_id):
     assert record == {"t": 1.0, "id": int(frame_id, 16), "extended": True,
                       "error": "29-bit CAN id 0x%s is above 0x1FFFFFFF" % frame_id}
     assert decode_line("(1.0) can0 1FFFFFFF#00", profiles.get("pylon"))["name"] == "unknown"
+
+
+def test_an_hv_log_decodes_the_inverters_requests_and_the_batterys_29_bit_replies(tmp_path):
+    """Reference payloads of PYLON_HV.md §5 (the Battery-Emulator defaults and the EEV 0x7320
+    capture), as a candump of a poll and its replies; the values are the document's."""
+    log = tmp_path / "hv.log"
+    log.write_text("(1.000) can0 00004200#0000000000000000\n"
+                   "(1.010) can0 00004210#A50930759D042E64\n"
+                   "(1.020) can0 00004230#DF0CDA0C03000600\n"
+                   "(2.000) can0 00004200#0200000000000000\n"
+                   "(2.010) can0 00007320#2D00030F90003200\n"
+                   "(3.000) can0 351#1402C012C012C201\n")         # an LV frame means nothing here
+    result = run_decode(str(log), "--profile", "pylon_hv")
+    assert result.returncode == 0, result.stderr
+    records = [strict_json(line) for line in result.stdout.decode("ascii").splitlines()]
+    assert [(r["id"], r.get("extended"), r["name"]) for r in records] == [
+        (0x4200, True, "request"), (0x4210, True, "pile_status"), (0x4230, True, "cell_voltages"),
+        (0x4200, True, "request"), (0x7320, True, "geometry"), (0x351, None, "unknown")]
+    assert records[0]["fields"]["poll_request"] == 0 and records[3]["fields"]["poll_request"] == 2
+    assert records[1]["fields"] == {"voltage_v": 246.9, "current_a": 0.0, "temperature_c": 18.1, "soc_pct": 46,
+                                    "soh_pct": 100}
+    assert records[2]["fields"] == {"cell_max_v": 3.295, "cell_min_v": 3.290}
+    assert records[4]["fields"] == {"cell_count": 45, "modules": 3, "cells_per_module": 15, "nominal_voltage_v": 144,
+                                    "capacity_ah": 50}

@@ -21,12 +21,17 @@ HV_PACK = {
 }
 
 
-def hv(profile="pylon_hv", **changes):
+def hv_sections(profile="pylon_hv", **changes):
+    """The config sections of an HV pack on ``profile``, with ``changes`` (section -> keys) on top."""
     sections = {name: dict(keys) for name, keys in HV_PACK.items()}
     sections.setdefault("inverter", {})["profile"] = profile
     for name, keys in changes.items():
         sections.setdefault(name, {}).update(keys)
-    return config.load().replace(**sections)
+    return sections
+
+
+def hv(profile="pylon_hv", **changes):
+    return config.load().replace(**hv_sections(profile, **changes))
 
 
 def test_every_profile_is_selectable_and_the_config_list_is_the_profiles_package():

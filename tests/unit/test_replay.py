@@ -9,6 +9,7 @@ import pytest
 
 import config
 from bms.replay import ReplayError, replay
+from tests.unit.test_protocol_hv_config import hv
 from tools.replay import run_cli
 
 CFG = config.load()   # hold 10 s, stale 30 s, safe discharge 20 A
@@ -157,3 +158,18 @@ def test_a_csv_saved_by_a_spreadsheet_with_a_bom_is_read(tmp_path):
     result = replay_cli(trace)
     assert (result.returncode, result.stderr) == (0, "")
     assert json.loads(result.stdout)["phase"] == "bulk"
+
+
+def test_an_hv_pack_replays_with_its_own_voltages_and_its_stale_policy():
+    """A 96-cell HV pack on pylon_hv (tests/unit/test_protocol_hv_config.py): its bulk CVL is its
+    absorption voltage, absorption starts at it, and a silent monitor stops charging as for LV."""
+    trace = io.StringIO("t,voltage_v,current_a,soc_pct,temperature_c,cell_min_v,cell_max_v\n"
+                        "0,316.0,20.0,60.0,20.0,3.28,3.30\n"
+                        "10,331.5,10.0,97.0,20.0,3.44,3.46\n"
+                        "20,,,,,,\n50,,,,,,\n")
+    rows = {row["t"]: row for row in replay(trace, hv()) if not isinstance(row, ReplayError)}
+    assert (rows[0]["phase"], rows[0]["charge_voltage_v"], rows[0]["discharge_voltage_v"]) == ("bulk", 331.2, 288.0)
+    assert rows[0]["charge_current_a"] == 30.0 and rows[0]["discharge_current_a"] == 30.0
+    assert rows[10]["phase"] == "absorption"
+    assert rows[50]["freshness"] == "stale" and rows[50]["charge_current_a"] == 0.0
+    assert rows[50]["discharge_current_a"] == 10.0          # the HV pack's stale.safe_discharge_current_a

@@ -245,9 +245,11 @@ class Device:
         self.node, self.priority, self.preempt = node, priority, preempt
         self.start(now, ready_after)
 
+    def new_arbiter(self, now):
+        return Arbiter(self.node, self.priority, TAKEOVER, self.preempt, instance=random.randint(1, 255), now=now)
+
     def start(self, now, ready_after):
-        self.arbiter = Arbiter(self.node, self.priority, TAKEOVER, self.preempt,
-                               instance=random.randint(1, 255), now=now)
+        self.arbiter = self.new_arbiter(now)
         self.alive, self.hung_until, self.leave_at = True, None, None
         self.ready_at = now + ready_after
         self.sending_from = self.quiet_from = None
@@ -270,6 +272,41 @@ class Device:
             self.quiet_from = now + LATENCY
 
 
+def step_events(devices, events, t, hang_s, heartbeat=True):
+    """Carry out the events due at ``t`` (popped from the sorted ``events``: (time, device index,
+    "kill" | "restart" | "hang" | "stop")); a stopped device says it leaves once its transmitters
+    are quiet. The devices running (alive, not hung) afterwards."""
+    while events and events[0][0] <= t:
+        _, index, action = events.pop(0)
+        device = devices[index]
+        if action == "kill":
+            device.kill()
+        elif action == "restart" and not device.alive:
+            device.start(t, ready_after=1.0)
+        elif action == "hang" and device.alive:
+            device.hung_until = t + hang_s()
+        elif action == "stop" and device.alive:        # SIGTERM: bms_tx stops, then it says it leaves
+            device.quiet_from, device.leave_at = t + LATENCY, t + LATENCY
+    running = [d for d in devices if d.alive and (d.hung_until is None or t >= d.hung_until)]
+    for device in [d for d in running if d.leave_at is not None and t >= d.leave_at]:
+        if heartbeat:
+            for listener in running:
+                listener.arbiter.beat(device.arbiter.own_beat(leaving=True), t)
+        device.kill()
+        running.remove(device)
+    return running
+
+
+def exchange_beats(running, t):
+    """Each running device whose heartbeat is due sends it to all."""
+    for device in running:
+        if t >= device.next_beat:
+            device.next_beat = t + HEARTBEAT
+            message = device.arbiter.own_beat()
+            for listener in running:
+                listener.arbiter.beat(message, t)
+
+
 def simulate(devices, events, duration, heartbeat=True):
     """Run until ``duration``; events: (time, device index, "kill" | "restart" | "hang"). Returns the
     sending devices at each step."""
@@ -277,24 +314,7 @@ def simulate(devices, events, duration, heartbeat=True):
     timeline = []
     t = 0.0
     while t < duration:
-        while events and events[0][0] <= t:
-            _, index, action = events.pop(0)
-            device = devices[index]
-            if action == "kill":
-                device.kill()
-            elif action == "restart" and not device.alive:
-                device.start(t, ready_after=1.0)
-            elif action == "hang" and device.alive:
-                device.hung_until = t + 3.0 * TAKEOVER
-            elif action == "stop" and device.alive:        # SIGTERM: bms_tx stops, then we say we leave
-                device.quiet_from, device.leave_at = t + LATENCY, t + LATENCY
-        running = [d for d in devices if d.alive and (d.hung_until is None or t >= d.hung_until)]
-        for device in [d for d in running if d.leave_at is not None and t >= d.leave_at]:
-            if heartbeat:
-                for listener in running:
-                    listener.arbiter.beat(device.arbiter.own_beat(leaving=True), t)
-            device.kill()
-            running.remove(device)
+        running = step_events(devices, events, t, lambda: 3.0 * TAKEOVER, heartbeat)
         senders = [d for d in running if d.sending(t)]
         for sender in senders:
             if t >= sender.next_frame:
@@ -302,12 +322,7 @@ def simulate(devices, events, duration, heartbeat=True):
                 for listener in running:
                     listener.arbiter.frame(t)
         if heartbeat:
-            for device in running:
-                if t >= device.next_beat:
-                    device.next_beat = t + HEARTBEAT
-                    message = device.arbiter.own_beat()
-                    for listener in running:
-                        listener.arbiter.beat(message, t)
+            exchange_beats(running, t)
         for device in running:
             device.step(t)
         timeline.append((t, frozenset(d.node for d in senders)))
@@ -335,18 +350,14 @@ def longest(timeline, condition):
     return longest_run
 
 
-fault_plans = st.lists(st.tuples(st.sampled_from(["kill", "hang", "stop"]), st.integers(0, 1), st.floats(0.0, 4.0)),
-                       min_size=1, max_size=6)
+def fault_plans(max_size):
+    """Faults of a pair, one after another: (what, which device, how long it lasts beyond 3 x takeover_s)."""
+    return st.lists(st.tuples(st.sampled_from(["kill", "hang", "stop"]), st.integers(0, 1), st.floats(0.0, 4.0)),
+                    min_size=1, max_size=max_size)
 
 
-@settings(max_examples=60, deadline=None)
-@given(priorities=st.tuples(st.integers(0, 255), st.integers(0, 255)), nodes=st.sampled_from([(1, 2), (2, 1), (1, 5)]),
-       ready_after=st.tuples(st.floats(0, 3), st.floats(0, 3)), preempt=st.booleans(), plan=fault_plans,
-       heartbeat=st.booleans(), seed=st.integers(0, 1000))
-def test_a_pair_never_sends_twice_for_a_period_nor_leaves_the_bus_silent(priorities, nodes, ready_after, preempt,
-                                                                           plan, heartbeat, seed):
-    random.seed(seed)
-    devices = [Device(nodes[i], priorities[i], preempt, 0.0, ready_after[i]) for i in range(2)]
+def fault_events(plan, heartbeat=True):
+    """The plan as timed (t, device, action) events, each fault followed by a restart, and the end."""
     events, t = [], 12.0
     for action, index, pause in plan:
         if action == "hang" and not heartbeat:
@@ -354,6 +365,18 @@ def test_a_pair_never_sends_twice_for_a_period_nor_leaves_the_bus_silent(priorit
         events.append((t, index, action))
         events.append((t + 3.0 * TAKEOVER + pause, index, "restart"))
         t += 3.0 * TAKEOVER + pause + 8.0        # the restarted device has heard the other before the next fault
+    return events, t
+
+
+@settings(max_examples=60, deadline=None)
+@given(priorities=st.tuples(st.integers(0, 255), st.integers(0, 255)), nodes=st.sampled_from([(1, 2), (2, 1), (1, 5)]),
+       ready_after=st.tuples(st.floats(0, 3), st.floats(0, 3)), preempt=st.booleans(), plan=fault_plans(6),
+       heartbeat=st.booleans(), seed=st.integers(0, 1000))
+def test_a_pair_never_sends_twice_for_a_period_nor_leaves_the_bus_silent(priorities, nodes, ready_after, preempt,
+                                                                           plan, heartbeat, seed):
+    random.seed(seed)
+    devices = [Device(nodes[i], priorities[i], preempt, 0.0, ready_after[i]) for i in range(2)]
+    events, t = fault_events(plan, heartbeat)
     timeline = simulate(devices, events, t)
     settled = [(time, senders) for time, senders in timeline if time >= 8.0]
     assert longest(settled, lambda senders: len(senders) > 1) <= PERIOD

@@ -17,7 +17,9 @@ import config
 from canbus.responder import answer_allowed
 from failsafe.standby import ACTIVE, LEASE_SHARE, STANDBY, Arbiter
 from tests.unit.test_protocol_hv_config import HV_PACK
-from tests.unit.test_standby import TAKEOVER, beat, run
+from tests.unit.test_standby import Device as BroadcastDevice
+from tests.unit.test_standby import (LATENCY, STEP, TAKEOVER, beat, exchange_beats, fault_events, fault_plans, run,
+                                     step_events)
 
 SETTLE = 0.4            # 2 x the 0.2 s heartbeat
 LEASE = TAKEOVER * LEASE_SHARE
@@ -123,46 +125,26 @@ def test_a_polled_profile_may_have_a_hot_standby_but_not_without_its_heartbeat()
 
 # -- two devices and a polling inverter on a simulated bus ------------------------------------
 POLL = 1.0
-LATENCY = 0.15          # from a role change to bms_tx's responder starting or stopping
-HEARTBEAT = 0.2
-STEP = 0.01
 REPLY_S = 0.005
 
 
-class Device:
+class Device(BroadcastDevice):
     """One device: its arbiter; the role slot its supervisor last wrote (renewed each step, as
-    often as the supervisor's loop); responders that answer from that slot."""
+    often as the supervisor's loop); responders that answer from that slot (``sending``)."""
 
-    def __init__(self, node, priority, preempt, now, ready_after):
-        self.node, self.priority, self.preempt = node, priority, preempt
-        self.start(now, ready_after)
+    def new_arbiter(self, now):
+        return Arbiter(self.node, self.priority, TAKEOVER, self.preempt, instance=random.randint(1, 255),
+                       now=now, polled=True, settle_s=SETTLE)
 
     def start(self, now, ready_after):
-        self.arbiter = Arbiter(self.node, self.priority, TAKEOVER, self.preempt, instance=random.randint(1, 255),
-                               now=now, polled=True, settle_s=SETTLE)
-        self.alive, self.hung_until, self.leave_at = True, None, None
-        self.ready_at = now + ready_after
-        self.responder_from = self.responder_until = None
+        super().start(now, ready_after)
         self.slot = {"role": STANDBY, "answer_until": None}
-        self.next_beat = now
-
-    def sending(self, now):
-        return self.responder_from is not None and now >= self.responder_from and (
-            self.responder_until is None or now < self.responder_until)
 
     def answers(self, now):
         return self.sending(now) and answer_allowed(self.slot, now)
 
-    def kill(self):
-        self.alive, self.responder_from, self.responder_until, self.leave_at = False, None, None, None
-
     def step(self, now):
-        ready = now >= self.ready_at
-        change = self.arbiter.update(now, ready, ready, self.sending(now))
-        if change is not None and change.role == ACTIVE:
-            self.responder_from, self.responder_until = now + LATENCY, None
-        elif change is not None:
-            self.responder_until = now + LATENCY
+        super().step(now)
         self.slot = {"role": self.arbiter.role, "answer_until": self.arbiter.answer_until(now)}
 
 
@@ -173,23 +155,7 @@ def simulate(devices, events, duration, poll_phase):
     answered = []
     t, next_poll = 0.0, poll_phase
     while t < duration:
-        while events and events[0][0] <= t:
-            _, index, action = events.pop(0)
-            device = devices[index]
-            if action == "kill":
-                device.kill()
-            elif action == "restart" and not device.alive:
-                device.start(t, ready_after=1.0)
-            elif action == "hang" and device.alive:
-                device.hung_until = t + random.choice([0.3, LEASE * 0.9, 1.5, 3.0 * TAKEOVER])
-            elif action == "stop" and device.alive:        # SIGTERM: bms_tx stops, then it says it leaves
-                device.responder_until, device.leave_at = t + LATENCY, t + LATENCY
-        running = [d for d in devices if d.alive and (d.hung_until is None or t >= d.hung_until)]
-        for device in [d for d in running if d.leave_at is not None and t >= d.leave_at]:
-            for listener in running:
-                listener.arbiter.beat(device.arbiter.own_beat(leaving=True), t)
-            device.kill()
-            running.remove(device)
+        running = step_events(devices, events, t, lambda: random.choice([0.3, LEASE * 0.9, 1.5, 3.0 * TAKEOVER]))
         if t >= next_poll:      # the responders answer before their supervisor runs again: the worst order
             next_poll += POLL
             repliers = [d for d in running if d.answers(t)]
@@ -198,35 +164,22 @@ def simulate(devices, events, duration, poll_phase):
                 listener.arbiter.poll(t)
                 if repliers:
                     listener.arbiter.frame(t + REPLY_S)
-        for device in running:
-            if t >= device.next_beat:
-                device.next_beat = t + HEARTBEAT
-                message = device.arbiter.own_beat()
-                for listener in running:
-                    listener.arbiter.beat(message, t)
+        exchange_beats(running, t)
         for device in running:
             device.step(t)
         t = round(t + STEP, 6)
     return answered
 
 
-fault_plans = st.lists(st.tuples(st.sampled_from(["kill", "hang", "stop"]), st.integers(0, 1), st.floats(0.0, 4.0)),
-                       min_size=1, max_size=5)
-
-
 @settings(max_examples=60, deadline=None)
 @given(priorities=st.tuples(st.integers(0, 255), st.integers(0, 255)), nodes=st.sampled_from([(1, 2), (2, 1), (1, 5)]),
-       ready_after=st.tuples(st.floats(0, 3), st.floats(0, 3)), preempt=st.booleans(), plan=fault_plans,
+       ready_after=st.tuples(st.floats(0, 3), st.floats(0, 3)), preempt=st.booleans(), plan=fault_plans(5),
        poll_phase=st.floats(0, 1), seed=st.integers(0, 1000))
 def test_a_polled_pair_never_answers_one_request_twice_nor_leaves_requests_unanswered_for_long(
         priorities, nodes, ready_after, preempt, plan, poll_phase, seed):
     random.seed(seed)
     devices = [Device(nodes[i], priorities[i], preempt, 0.0, ready_after[i]) for i in range(2)]
-    events, t = [], 12.0
-    for action, index, pause in plan:
-        events.append((t, index, action))
-        events.append((t + 3.0 * TAKEOVER + pause, index, "restart"))
-        t += 3.0 * TAKEOVER + pause + 8.0
+    events, t = fault_events(plan)
     answered = simulate(devices, events, t, poll_phase)
     assert all(len(nodes_) <= 1 for _, nodes_ in answered), [(p, n) for p, n in answered if len(n) > 1]
     settled = [(p, n) for p, n in answered if p >= 8.0]
