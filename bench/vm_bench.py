@@ -23,6 +23,7 @@ import pytest
 
 import config
 from bench import proc, stats
+from bench.baseline_imports import holding_interpreter
 from bench.settings import RESULTS_FILE, SETTINGS, option
 from protocol import DecodeError, profiles
 from tests.multiproc.daemon import Daemon, children_of
@@ -183,20 +184,6 @@ def baseline_import_s() -> float:
     started = time.monotonic()
     subprocess.run([sys.executable, BASELINE_SCRIPT], check=True)
     return time.monotonic() - started
-
-
-@contextlib.contextmanager
-def baseline_interpreter() -> Iterator[int]:
-    """A bare interpreter holding the daemon's libraries, for as long as the block runs."""
-    process = subprocess.Popen([sys.executable, BASELINE_SCRIPT, "--hold"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, universal_newlines=True)
-    try:
-        if process.stdout.readline().strip() != "ready":
-            raise AssertionError("%s did not get ready (exit code %s)" % (BASELINE_SCRIPT, process.poll()))
-        yield process.pid
-    finally:
-        process.stdin.close()
-        process.wait(30)
 
 
 @contextlib.contextmanager
@@ -387,7 +374,7 @@ def test_memory(results, shared_daemon, tier):
     vcan_only(tier, results, "memory")
     with results.section("memory") as section:
         daemon = shared_daemon()
-        with baseline_interpreter() as baseline_pid:      # both measured at the same moment
+        with holding_interpreter() as baseline_pid:      # both measured at the same moment
             names, tree = tree_memory(daemon)
             baseline = proc.memory(baseline_pid)
         service = [pid for pid, name in names.items() if name not in SIMULATION_PROCESSES]
